@@ -1,0 +1,90 @@
+"""Image folders laid out as root/<class>/*.{jpg,png,...}: listing, loading, bad-file reporting."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, preprocess
+
+
+class DatasetError(ValueError):
+    """A data folder that cannot be used; the message names the folder and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """The images of one split: sorted class names and (path, class index) pairs."""
+
+    root: Path
+    classes: tuple[str, ...]
+    files: tuple[tuple[Path, int], ...]
+    ignored: tuple[dict, ...] = ()  # files that are not images by extension: {"path", "reason"}
+
+
+@dataclass
+class LoadedImages:
+    images: np.ndarray  # (N, size, size, 3) uint8 RGB
+    labels: np.ndarray  # (N,) int64 class indices
+    paths: list[str]
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def scan(root: str | os.PathLike) -> ImageFolder:
+    """Lists root/<class>/<image> files; hidden files and folders are ignored.
+
+    Raises:
+        DatasetError: missing folder, no class folders, or a class folder without images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder. Pass a folder laid out as {root}/<class>/<image>.jpg.")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    if not class_dirs:
+        raise DatasetError(f"{root}: no class folders inside. Put each class's images in {root}/<class name>/.")
+    files, ignored = [], []
+    for index, class_dir in enumerate(class_dirs):
+        images = []
+        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+            if any(part.startswith(".") for part in path.relative_to(class_dir).parts):
+                continue
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append((path, index))
+            else:
+                ignored.append({"path": str(path), "reason": f"not an image extension ({path.suffix or 'none'})"})
+        if not images:
+            raise DatasetError(f"{class_dir}: class '{class_dir.name}' has no images "
+                               f"({', '.join(sorted(IMAGE_EXTENSIONS))}). Add images or remove the folder.")
+        files.extend(images)
+    return ImageFolder(root, tuple(p.name for p in class_dirs), tuple(files), tuple(ignored))
+
+
+def eval_root(root: str | os.PathLike) -> Path:
+    """The folder to evaluate on: root/val (or root/test) when the root has splits, else root."""
+    root = Path(root)
+    for split in ("val", "test"):
+        if (root / split).is_dir() and (root / "train").is_dir():
+            return root / split
+    return root
+
+
+def load(files: list[tuple[Path, int]] | tuple[tuple[Path, int], ...], size: int | tuple[int, int]) -> LoadedImages:
+    """Decodes and resizes files with the shared preprocessing; unreadable files are skipped and listed."""
+    images, labels, paths, skipped = [], [], [], []
+    for path, label in files:
+        try:
+            images.append(preprocess(path, size))
+        except ImageError as exc:
+            skipped.append({"path": str(path), "reason": str(exc).removeprefix(f"{path}: ")})
+            continue
+        labels.append(label)
+        paths.append(str(path))
+    height, width = (size, size) if isinstance(size, int) else size
+    stacked = np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8)
+    return LoadedImages(stacked, np.asarray(labels, dtype=np.int64), paths, skipped)

@@ -1,0 +1,163 @@
+"""A loaded .tflite classifier: I/O details, labels, and predict() on RGB uint8 images."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from edgeclf.runtime._backend import get_backend
+from edgeclf.runtime.flatbuffer import ModelStructure, read_structure
+from edgeclf.runtime.preprocess import resize
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor. scale == 0 means not quantized."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "scale": self.scale, "zero_point": self.zero_point}
+
+
+def _tensor_info(detail: dict) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(detail["name"], tuple(int(d) for d in detail["shape"]),
+                      np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """One label per line; blank lines at the end are ignored."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+class Model:
+    """A TFLite image classifier that takes RGB pixels 0-255.
+
+    Args:
+        path: the .tflite file.
+        num_threads: interpreter threads (None: the backend's default).
+        labels: label list; default: `labels.txt` beside the model, else class indices.
+
+    Raises:
+        ModelError: missing file, not a TFLite model, or not an image classifier.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
+                 labels: list[str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file. Pass the path of a .tflite file.")
+        self.content = self.path.read_bytes()
+        if len(self.content) < 8 or self.content[4:8] != b"TFL3":
+            raise ModelError(f"{self.path}: not a TFLite model (no TFL3 identifier). "
+                             "Pass a .tflite file written by `edgeclf build` or the TFLite converter.")
+        self.backend = get_backend()
+        self.num_threads = num_threads
+        try:
+            self._interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path}: the interpreter refused this model ({exc}).") from exc
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
+            shapes = [list(d["shape"]) for d in inputs]
+            raise ModelError(f"{self.path}: expected one RGB image input of shape [1, H, W, 3]; "
+                             f"received inputs {shapes}. edgeclf runs image classifiers only.")
+        self.input = _tensor_info(inputs[0])
+        self.output = _tensor_info(outputs[0])
+        self._input_index = inputs[0]["index"]
+        self._output_index = outputs[0]["index"]
+        self.labels = labels if labels is not None else self._default_labels()
+
+    def _default_labels(self) -> list[str]:
+        labels_file = self.path.with_name("labels.txt")
+        count = self.num_classes
+        if labels_file.is_file():
+            labels = read_labels(labels_file)
+            if len(labels) == count:
+                return labels
+            log.warning("%s has %d labels but the model has %d outputs; using class indices.",
+                        labels_file, len(labels), count)
+        else:
+            log.warning("%s: no labels.txt beside the model; using class indices as labels.", self.path)
+        return [str(i) for i in range(count)]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input.shape[1], self.input.shape[2]
+
+    @property
+    def num_classes(self) -> int:
+        return self.output.shape[-1]
+
+    @cached_property
+    def structure(self) -> ModelStructure:
+        return read_structure(self.content)
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 image (any size) -> the (1, H, W, 3) input tensor in the model's dtype."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image; received {image.dtype} {image.shape}")
+        pixels = resize(image, self.input_size)[None]
+        dtype = np.dtype(self.input.dtype)
+        if not self.input.quantized:
+            return pixels.astype(dtype)
+        if dtype == np.uint8 and self.input.scale == 1.0 and self.input.zero_point == 0:
+            return pixels  # raw pixels in: the edgeclf default for int8 models
+        info = np.iinfo(dtype)
+        quantized = np.round(pixels / self.input.scale + self.input.zero_point)
+        return np.clip(quantized, info.min, info.max).astype(dtype)
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Runs one prepared input tensor; returns the raw output (1, C)."""
+        self._interpreter.set_tensor(self._input_index, tensor)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output_index)
+
+    def dequantize(self, raw: np.ndarray) -> np.ndarray:
+        if not self.output.quantized:
+            return raw.astype(np.float32)
+        return ((raw.astype(np.float32) - self.output.zero_point) * self.output.scale).astype(np.float32)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class scores for RGB uint8 images.
+
+        Args:
+            images: (H, W, 3) or (N, H, W, 3) uint8 RGB, any H and W (resized to the input).
+
+        Returns:
+            (N, num_classes) float32 scores (dequantized for integer models).
+        """
+        batch = images[None] if images.ndim == 3 else images
+        scores = np.empty((len(batch), self.num_classes), dtype=np.float32)
+        for i, image in enumerate(batch):
+            scores[i] = self.dequantize(self.invoke(self.prepare(image)))[0]
+        return scores
+
+    def top_k(self, scores: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        """The k best (label, score) pairs of one score vector."""
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(self.labels[i], float(scores[i])) for i in order]

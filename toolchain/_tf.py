@@ -1,0 +1,45 @@
+"""The one place that imports TensorFlow, tf_keras and tfmot.
+
+tfmot 0.8.1 needs Keras 2, so TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is
+first imported; every toolchain module gets TensorFlow through this module.
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+TRAIN_INSTALL = 'pip install "edgeclf[train]"'
+
+
+class MissingTrainingDependencies(ImportError):
+    """TensorFlow, tf_keras or tfmot is not installed; the message has the pip command."""
+
+
+def _import(name: str) -> ModuleType:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return __import__(name, fromlist=["_"])
+    except ImportError as exc:
+        raise MissingTrainingDependencies(
+            f"edgeclf build needs TensorFlow, tf-keras and tensorflow-model-optimization ({exc}). "
+            f"Install them with: {TRAIN_INSTALL}") from exc
+
+
+def tf() -> ModuleType:
+    module = _import("tensorflow")
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise MissingTrainingDependencies(
+            "TensorFlow was imported with TF_USE_LEGACY_KERAS unset, so tfmot cannot prune or quantize. "
+            "Set TF_USE_LEGACY_KERAS=1 before importing TensorFlow.")
+    return module
+
+
+def keras() -> ModuleType:
+    tf()
+    return _import("tf_keras")
+
+
+def tfmot() -> ModuleType:
+    keras()
+    return _import("tensorflow_model_optimization")

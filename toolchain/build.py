@@ -1,0 +1,312 @@
+"""`edgeclf build`: one frozen BuildConfig through a fixed table of stages into one run folder.
+
+The run is written in runs/.tmp-<id>/ and renamed when complete, so a failed or interrupted
+build never leaves a folder that looks finished and never touches an earlier run.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import platform
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeclf.calibration import CalibrationSet, select
+from edgeclf.runtime.bench import cpu_name, time_invokes
+from edgeclf.runtime.evaluate import Evaluation, evaluate
+from edgeclf.runtime.model import Model
+from edgeclf.toolchain import report as report_module
+from edgeclf.toolchain.config import BuildConfig
+from edgeclf.toolchain.data import Splits, load_splits
+from edgeclf.toolchain.models import ModelSpec, create_model, get_spec, input_size
+
+log = logging.getLogger(__name__)
+
+LATENCY_THREADS = 1  # report latency single-threaded: the most stable figure on a shared machine
+
+
+@dataclass
+class BuildContext:
+    """What the stages share: the run folder being written, results so far, and the progress sink."""
+
+    config: BuildConfig
+    run_dir: Path
+    log: Callable[[str], None]
+    results: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DataResult:
+    splits: Splits
+    spec: ModelSpec
+    size: int
+
+
+@dataclass
+class ModelResult:
+    model: Any
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    history: dict
+
+
+@dataclass
+class PruneResult:
+    model: Any  # stripped, plain tf_keras; the trained model itself when pruning is off
+    sparsity: dict
+    history: dict
+
+
+@dataclass
+class QuantizeResult:
+    int8: bytes | None
+    calibration: CalibrationSet | None
+
+
+@dataclass
+class ExportResult:
+    artifacts: dict[str, Path]  # variant -> .tflite in the run folder
+    dense_reference: bytes | None  # the unpruned float32 model, measured but not shipped
+
+
+@dataclass
+class EvaluateResult:
+    artifacts: dict[str, dict]
+    dense_reference: dict | None
+
+
+def run_data(config: BuildConfig, ctx: BuildContext) -> DataResult:
+    spec = get_spec(config.model.name)
+    size = input_size(spec, config.model.size)
+    splits = load_splits(config.data.source, size, config.data.val_split, config.seed)
+    ctx.log(f"  {len(splits.train.labels)} train / {len(splits.val.labels)} val images, "
+            f"{len(splits.classes)} classes, {len(splits.train.skipped) + len(splits.val.skipped)} skipped, at {size}x{size}")
+    return DataResult(splits, spec, size)
+
+
+def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
+    from edgeclf.toolchain.train import seed_everything
+
+    data: DataResult = ctx.results["data"]
+    seed_everything(config.seed)
+    model = create_model(config.model, len(data.splits.classes), data.size)
+    ctx.log(f"  {model.name}: {model.count_params():,} parameters")
+    return ModelResult(model)
+
+
+def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
+    from edgeclf.toolchain.train import make_dataset
+
+    batch = config.train.batch_size
+    return (make_dataset(splits.train.images, splits.train.labels, batch, True, config.seed),
+            make_dataset(splits.val.images, splits.val.labels, batch, False, config.seed))
+
+
+def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
+    from edgeclf.toolchain.train import fit
+
+    data: DataResult = ctx.results["data"]
+    model = ctx.results["model"].model
+    train, val = _datasets(config, data.splits)
+    history = fit(model, train, val, config.train.epochs, config.train.learning_rate, ctx.log)
+    return TrainResult(model, history)
+
+
+def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
+    from edgeclf.toolchain.prune import measure_sparsity, prune
+
+    data: DataResult = ctx.results["data"]
+    trained = ctx.results["train"].model
+    if config.prune.sparsity == 0:
+        return PruneResult(trained, measure_sparsity(trained, data.spec.dense_layers), {})
+    train, val = _datasets(config, data.splits)
+    steps = int(np.ceil(len(data.splits.train.labels) / config.train.batch_size))
+    pruned, history = prune(trained, data.spec.dense_layers, train, val, config.prune.sparsity, config.prune.epochs,
+                            steps, config.train.learning_rate / 3, ctx.log)
+    sparsity = measure_sparsity(pruned, data.spec.dense_layers)
+    ctx.log(f"  measured sparsity {sparsity['overall']:.3f} (target {config.prune.sparsity})")
+    return PruneResult(pruned, sparsity, history)
+
+
+def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
+    from edgeclf.toolchain.export import convert_int8
+
+    if not config.quantize.int8:
+        return QuantizeResult(None, None)
+    data: DataResult = ctx.results["data"]
+    train = data.splits.train
+    calibration = select(train.images, train.labels, data.splits.classes, train.paths,
+                         config.quantize.calib_size, config.seed)
+    ctx.log(f"  calibrating on {len(calibration.indices)} images (pixel range {calibration.pixel_min}-{calibration.pixel_max})")
+    return QuantizeResult(convert_int8(ctx.results["prune"].model, train.images[calibration.indices]), calibration)
+
+
+def _write_artifact(path: Path, content: bytes, ctx: BuildContext, started: float) -> None:
+    path.write_bytes(content)
+    ctx.log(f"  saved {path.name} ({len(content) / 1024:.1f} KiB, gzip {len(gzip.compress(content)) / 1024:.1f} KiB, "
+            f"{time.perf_counter() - started:.1f}s)")
+
+
+def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
+    from edgeclf.toolchain.export import convert_float32
+
+    data: DataResult = ctx.results["data"]
+    final = ctx.results["prune"].model
+    run_dir = ctx.run_dir
+    (run_dir / "keras").mkdir()
+    ctx.results["train"].model.save(run_dir / "keras" / "model.keras")
+    if config.prune.sparsity > 0:
+        final.save(run_dir / "keras" / "pruned.keras")
+    (run_dir / "labels.txt").write_text("\n".join(data.splits.classes) + "\n", encoding="utf-8")
+    artifacts = {}
+    started = time.perf_counter()
+    artifacts["float32"] = run_dir / "model_float32.tflite"
+    _write_artifact(artifacts["float32"], convert_float32(final), ctx, started)
+    int8 = ctx.results["quantize"].int8
+    if int8 is not None:
+        artifacts["int8"] = run_dir / "model_int8.tflite"
+        _write_artifact(artifacts["int8"], int8, ctx, time.perf_counter())
+    dense = convert_float32(ctx.results["train"].model) if config.prune.sparsity > 0 else None
+    return ExportResult(artifacts, dense)
+
+
+def _measure(model: Model, evaluation: Evaluation, content: bytes) -> dict:
+    times = time_invokes(model, model.prepare(np.zeros((*model.input_size, 3), np.uint8)), runs=100,
+                         min_time=0.5, warmup=10)
+    return {"bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9)),
+            "latency_ms": {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
+                           "threads": LATENCY_THREADS, "runs": int(len(times))},
+            "accuracy": evaluation.accuracy, "top5": evaluation.top5}
+
+
+def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
+    """Evaluates each artifact with the runtime (the interpreter the device runs), not with Keras."""
+    data: DataResult = ctx.results["data"]
+    export: ExportResult = ctx.results["export"]
+    val = data.splits.val
+    evaluations, entries = {}, {}
+    for variant, path in export.artifacts.items():
+        model = Model(path, num_threads=LATENCY_THREADS)
+        evaluations[variant] = evaluation = evaluate(model, val.images, val.labels)
+        structure = model.structure
+        entries[variant] = {
+            "path": str(path.name), **_measure(model, evaluation, model.content),
+            "agreement_with_float32": evaluation.agreement(evaluations["float32"]),
+            "per_class": evaluation.per_class(),
+            "input": model.input.as_dict(), "output": model.output.as_dict(),
+            "ops": structure.op_counts(), "float_ops": len(structure.float_ops()),
+            "weight_sparsity": structure.weight_sparsity(),
+        }
+        ctx.log(f"  {variant}: top-1 {100 * evaluation.accuracy:.2f}%, agreement with float32 "
+                f"{100 * entries[variant]['agreement_with_float32']:.2f}%, "
+                f"median {entries[variant]['latency_ms']['median']:.3f} ms")
+    dense = None
+    if export.dense_reference is not None:
+        reference = ctx.run_dir / ".dense_reference.tflite"
+        reference.write_bytes(export.dense_reference)
+        model = Model(reference, num_threads=LATENCY_THREADS, labels=list(data.splits.classes))
+        dense = _measure(model, evaluate(model, val.images, val.labels), export.dense_reference)
+        reference.unlink()
+    return EvaluateResult(entries, dense)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("edgeclf", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
+                    "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
+    data: DataResult = ctx.results["data"]
+    prune: PruneResult = ctx.results["prune"]
+    quantize: QuantizeResult = ctx.results["quantize"]
+    evaluated: EvaluateResult = ctx.results["evaluate"]
+    splits = data.splits
+    report = {
+        "schema": report_module.SCHEMA,
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "model": {"name": config.model.name, "size": data.size, "parameters": int(ctx.results["model"].model.count_params())},
+        "dataset": {"root": str(splits.root), "train": int(len(splits.train.labels)), "val": int(len(splits.val.labels)),
+                    "classes": list(splits.classes),
+                    "skipped": splits.train.skipped + splits.val.skipped + splits.ignored},
+        "artifacts": evaluated.artifacts,
+        "dense_reference": evaluated.dense_reference,
+        "sparsity": prune.sparsity,
+        "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
+        "history": {"train": ctx.results["train"].history, "prune": prune.history},
+        "stages": dict(ctx.seconds),
+    }
+    report_module.write_json(ctx.run_dir / "report.json", report)
+    (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
+    return report
+
+
+# The single source of truth for what a build does, in order.
+STAGES: tuple[tuple[str, Callable[[BuildConfig, BuildContext], Any]], ...] = (
+    ("data", run_data), ("model", run_model), ("train", run_train), ("prune", run_prune),
+    ("quantize", run_quantize), ("export", run_export), ("evaluate", run_evaluate), ("report", run_report),
+)
+
+
+def _env(config: BuildConfig) -> dict:
+    return {"versions": _versions(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "seed": config.seed}
+
+
+def _finish(tmp: Path, out: Path, name: str) -> Path:
+    """Renames the complete run into place and repoints runs/latest, each step atomic."""
+    final = out / name
+    suffix = 1
+    while final.exists():
+        suffix += 1
+        final = out / f"{name}-{suffix}"
+    os.replace(tmp, final)
+    link = out / f".latest-{uuid.uuid4().hex[:8]}"
+    link.symlink_to(final.name)
+    os.replace(link, out / "latest")
+    return final
+
+
+def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None) -> Path:
+    """Runs every stage and returns the finished run folder.
+
+    Raises:
+        Whatever a stage raises; the partial run folder is removed first.
+    """
+    out = Path(config.export.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    ctx = BuildContext(config, tmp, log)
+    try:
+        (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        report_module.write_json(tmp / "env.json", _env(config))
+        for index, (name, stage) in enumerate(STAGES, 1):
+            log(f"[{index}/{len(STAGES)}] {name}")
+            started = time.perf_counter()
+            ctx.results[name] = stage(config, ctx)
+            ctx.seconds[name] = round(time.perf_counter() - started, 3)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    data: DataResult = ctx.results["data"]
+    return _finish(tmp, out, f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data.size}")

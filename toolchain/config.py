@@ -1,0 +1,188 @@
+"""BuildConfig: the frozen, validated description of one build, filled from a YAML file and flags.
+
+Derived values (the model's default input size, dataset counts...) live in stage results,
+never in the config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUILTIN_DATASETS = ("digits",)
+
+
+class ConfigError(ValueError):
+    """An invalid build setting; the message states the rule, the value received and the fix."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"  # a folder, or a built-in dataset name
+    val_split: float = 0.2  # used when the folder has no train/ and val/ subfolders
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.source, str) and self.source != "",
+                 f"--data must be a folder or one of {', '.join(BUILTIN_DATASETS)}; received {self.source!r}. "
+                 "Use e.g. --data photos/ or --data digits.")
+        _require(isinstance(self.val_split, (int, float)) and 0.0 < self.val_split < 1.0,
+                 f"--val-split must be in (0, 1); received {self.val_split!r}. Use e.g. --val-split 0.2.")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "cnn"
+    size: int | None = None  # None: the model's default input size
+    alpha: float = 1.0  # mobilenet_v2 width multiplier
+    weights: str = "imagenet"  # mobilenet_v2: imagenet | none | PATH
+
+    def __post_init__(self) -> None:
+        from edgeclf.toolchain.models import model_names  # the registry is the source of truth
+
+        _require(self.name in model_names(),
+                 f"--model must be one of {', '.join(model_names())}; received {self.name!r}. Use e.g. --model cnn.")
+        _require(self.size is None or (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size > 0),
+                 f"--size must be a positive integer (pixels); received {self.size!r}. Use e.g. --size 32.")
+        _require(isinstance(self.alpha, (int, float)) and self.alpha > 0,
+                 f"--alpha must be a positive number; received {self.alpha!r}. Use e.g. --alpha 0.35.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.epochs) and self.epochs >= 1,
+                 f"--epochs must be an integer >= 1; received {self.epochs!r}. Use e.g. --epochs 20.")
+        _require(_is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
+                 f"--batch-size must be an integer in [1, 4096]; received {self.batch_size!r}. Use e.g. --batch-size 32.")
+        _require(isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1,
+                 f"--learning-rate must be in (0, 1); received {self.learning_rate!r}. Use e.g. --learning-rate 0.001.")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    sparsity: float = 0.0  # 0 disables pruning
+    epochs: int = 10  # fine-tuning epochs under the pruning schedule
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.sparsity, (int, float)) and not isinstance(self.sparsity, bool)
+                 and 0.0 <= self.sparsity < 0.95 and math.isfinite(self.sparsity),
+                 f"--prune must be in [0, 0.95); received {self.sparsity!r}. Use e.g. --prune 0.5.")
+        _require(_is_int(self.epochs) and self.epochs >= 1,
+                 f"--prune-epochs must be an integer >= 1; received {self.epochs!r}. Use e.g. --prune-epochs 10.")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    int8: bool = False
+    calib_size: int = 300
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.int8, bool), f"--int8 is a switch (true/false); received {self.int8!r}.")
+        _require(_is_int(self.calib_size) and self.calib_size >= 1,
+                 f"--calib-size must be an integer >= 1; received {self.calib_size!r}. Use e.g. --calib-size 300.")
+
+    @classmethod
+    def for_int8(cls, calib_size: int = 300) -> "QuantizeConfig":
+        return cls(int8=True, calib_size=calib_size)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    out: str = "runs"  # the runs root; each build writes one folder inside
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.out, str) and self.out != "",
+                 f"--out must be a folder path; received {self.out!r}. Use e.g. --out runs.")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.seed) and self.seed >= 0,
+                 f"--seed must be an integer >= 0; received {self.seed!r}. Use e.g. --seed 0.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], origin: str = "config") -> "BuildConfig":
+        """Builds a config from nested keys; unknown keys are errors naming the closest valid key."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: expected a mapping of sections (data, model, train, ...); "
+                              f"received {type(values).__name__}.")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in sections:
+                raise ConfigError(f"{origin}: unknown key {key!r}{_suggest(key, sections)}")
+            section_type = sections[key].default_factory if sections[key].default_factory is not dataclasses.MISSING else None
+            if section_type is None:
+                kwargs[key] = value
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: {key!r} must be a mapping of settings; received {value!r}.")
+            known = {f.name for f in dataclasses.fields(section_type)}
+            for sub in value:
+                if sub not in known:
+                    raise ConfigError(f"{origin}: unknown key '{key}.{sub}'"
+                                      f"{_suggest(sub, known, prefix=key + '.')}")
+            kwargs[key] = section_type(**value)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "BuildConfig":
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}). Check the --config path.") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}). Fix the file or pass the settings as flags.") from exc
+        return cls.from_dict(values, origin=str(path))
+
+    def override(self, dotted: dict[str, Any]) -> "BuildConfig":
+        """A copy with 'section.key' values replaced (the flags a user gave)."""
+        values = self.to_dict()
+        for key, value in dotted.items():
+            section, _, name = key.partition(".")
+            if name:
+                values[section][name] = value
+            else:
+                values[section] = value
+        return BuildConfig.from_dict(values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _suggest(key: str, valid: Any, prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    if close:
+        return f". Did you mean '{prefix}{close[0]}'?"
+    return f". Valid keys: {', '.join(prefix + k for k in sorted(valid))}."

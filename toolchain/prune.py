@@ -1,0 +1,69 @@
+"""Magnitude pruning with tfmot, and sparsity measured on the weights that come out."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgeclf.toolchain._tf import keras, tfmot
+from edgeclf.toolchain.train import fit
+
+# Reach the target sparsity after this share of the fine-tuning, then recover at constant sparsity.
+SCHEDULE_END = 0.6
+
+
+def _prunable(layer: Any) -> bool:
+    layers = keras().layers
+    return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense))
+
+
+def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsity: float, epochs: int,
+          steps_per_epoch: int, learning_rate: float, log: Callable[[str], None]) -> tuple[Any, dict]:
+    """Fine-tunes `model` under a polynomial schedule to `sparsity` and strips the wrappers.
+
+    Only conv/dense layers not named in `dense_layers` are wrapped (a clone function): tfmot
+    refuses to wrap a whole model that holds a Rescaling layer.
+
+    Returns:
+        The stripped (plain tf_keras) model and the fine-tuning history.
+    """
+    sparsity_api = tfmot().sparsity.keras
+    total_steps = max(1, steps_per_epoch * epochs)
+    schedule = sparsity_api.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=float(sparsity), begin_step=0,
+        end_step=max(1, int(total_steps * SCHEDULE_END)), frequency=max(1, steps_per_epoch // 4))
+
+    def wrap(layer: Any) -> Any:
+        if _prunable(layer) and layer.name not in dense_layers and layer.trainable:
+            return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    # Wrapping reuses layer objects, so prune a copy: the trained model stays as it was.
+    copy = keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    wrapped = keras().models.clone_model(copy, clone_function=wrap)
+    history = fit(wrapped, train, val, epochs, learning_rate, log, label="prune",
+                  callbacks=[sparsity_api.UpdatePruningStep()], early_stopping=False)
+    return sparsity_api.strip_pruning(wrapped), history
+
+
+def measure_sparsity(model: Any, dense_layers: Sequence[str]) -> dict:
+    """Fraction of exact zeros in each conv/dense kernel.
+
+    `overall` covers the layers pruning was allowed to touch; `overall_all_layers` every kernel.
+    """
+    layers, pruned_zeros, pruned_total, all_zeros, all_total = {}, 0, 0, 0, 0
+    for layer in model.layers:
+        if not _prunable(layer):
+            continue
+        kernel = np.asarray(layer.get_weights()[0])
+        zeros = int(np.count_nonzero(kernel == 0))
+        kept_dense = layer.name in dense_layers or not layer.trainable
+        layers[layer.name] = {"sparsity": zeros / kernel.size, "weights": int(kernel.size), "pruned": not kept_dense}
+        all_zeros, all_total = all_zeros + zeros, all_total + kernel.size
+        if not kept_dense:
+            pruned_zeros, pruned_total = pruned_zeros + zeros, pruned_total + kernel.size
+    return {"overall": pruned_zeros / pruned_total if pruned_total else 0.0,
+            "overall_all_layers": all_zeros / all_total if all_total else 0.0,
+            "dense_layers": [name for name, info in layers.items() if not info["pruned"]],
+            "layers": layers}
