@@ -1,0 +1,45 @@
+# edgeclf: `make demo` and `make test` each install what they need into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+RUNTIME_VENV ?= .venv-runtime
+BIN = $(VENV)/bin
+PIP_FLAGS = -q --disable-pip-version-check
+
+.PHONY: install install-runtime demo test test-runtime bench clean
+
+install: $(VENV)/.installed
+
+# Reinstalls only when pyproject.toml changes; the editable install picks up code changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -e ".[train,dev]"
+	touch $@
+
+# The runtime alone, as on a Raspberry Pi: no TensorFlow.
+install-runtime: $(RUNTIME_VENV)/.installed
+
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) -e . pytest
+	touch $@
+
+demo: install
+	$(BIN)/edgeclf build --prune 0.5 --int8
+	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
+	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
+
+test: install install-runtime
+	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-runtime
+
+# The runtime tests again, in an environment where TensorFlow is not installed at all.
+test-runtime: install-runtime
+	$(RUNTIME_VENV)/bin/python -m pytest -q tests/runtime -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(RUNTIME_VENV) runs build *.egg-info

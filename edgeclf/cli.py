@@ -1,0 +1,348 @@
+"""The `edgeclf` command line: parses options and calls the library; no logic of its own.
+
+TensorFlow is imported only inside `build`; every other command runs on the runtime alone.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import numpy as np
+
+from edgeclf import __version__
+from edgeclf.runtime import folder as folders
+from edgeclf.runtime._backend import BackendError
+from edgeclf.runtime.bench import bench as run_bench
+from edgeclf.runtime.evaluate import class_mapping, evaluate
+from edgeclf.runtime.model import Model, ModelError
+from edgeclf.runtime.preprocess import ImageError, load_image
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+EXIT_BAD_INPUT = 2
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: one line, exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from edgeclf.calibration import CalibrationError
+    from edgeclf.toolchain._tf import MissingTrainingDependencies
+    from edgeclf.toolchain.config import ConfigError
+    from edgeclf.toolchain.models import ModelBuildError
+
+    return (ModelError, ImageError, folders.DatasetError, BackendError, ConfigError, ModelBuildError,
+            CalibrationError, MissingTrainingDependencies)
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turns domain errors into one-line messages instead of tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except _user_errors() as exc:
+            raise InputError(str(exc)) from exc
+
+    return wrapper
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _threads(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise InputError(f"--threads must be >= 1; received {value}. Use e.g. --threads 2.")
+    return value
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print results as JSON (for scripts).")
+threads_option = click.option("--threads", type=int, default=None, show_default="backend default",
+                              help="Interpreter threads.")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version")
+def cli() -> None:
+    """edgeclf: train, prune and quantize image classifiers to .tflite, then run and benchmark them."""
+
+
+def _build_defaults() -> Any:
+    from edgeclf.toolchain.config import BuildConfig
+
+    return BuildConfig()
+
+
+_DEFAULTS = _build_defaults()
+
+# flag name -> the BuildConfig key it sets; a flag overrides --config only when given.
+_BUILD_FLAGS = {
+    "data": "data.source", "val_split": "data.val_split", "model": "model.name", "size": "model.size",
+    "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
+    "prune": "prune.sparsity", "prune_epochs": "prune.epochs", "int8": "quantize.int8",
+    "calib_size": "quantize.calib_size", "out": "export.out",
+}
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--data", default=_DEFAULTS.data.source,
+              help="Image folder (root/<class>/*.jpg, or with train/ and val/ subfolders) or a built-in: digits.")
+@click.option("--val-split", type=float, default=_DEFAULTS.data.val_split,
+              help="Validation share when the folder has no val/ subfolder (stratified, seeded).")
+@click.option("--model", default=_DEFAULTS.model.name, help="Model: cnn, tiny or mobilenet_v2.")
+@click.option("--size", type=int, default=None, show_default="per model: cnn 32, mobilenet_v2 96",
+              help="Input side in pixels.")
+@click.option("--alpha", type=float, default=_DEFAULTS.model.alpha, help="mobilenet_v2 width multiplier.")
+@click.option("--weights", default=_DEFAULTS.model.weights, help="mobilenet_v2 weights: imagenet, none or PATH.")
+@click.option("--epochs", type=int, default=_DEFAULTS.train.epochs, help="Maximum training epochs (early stopping).")
+@click.option("--batch-size", type=int, default=_DEFAULTS.train.batch_size)
+@click.option("--learning-rate", type=float, default=_DEFAULTS.train.learning_rate)
+@click.option("--seed", type=int, default=_DEFAULTS.seed, help="Seed for split, training and calibration.")
+@click.option("--prune", type=float, default=_DEFAULTS.prune.sparsity,
+              help="Target weight sparsity in [0, 0.95); 0 disables pruning.")
+@click.option("--prune-epochs", type=int, default=_DEFAULTS.prune.epochs, help="Fine-tuning epochs while pruning.")
+@click.option("--int8", is_flag=True, default=_DEFAULTS.quantize.int8,
+              help="Also export a full-integer model (uint8 pixels in, scale 1, zero point 0).")
+@click.option("--calib-size", type=int, default=_DEFAULTS.quantize.calib_size,
+              help="Representative images for int8 calibration (class-stratified).")
+@click.option("--out", default=_DEFAULTS.export.out, help="Runs folder; each build writes one run inside.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML build config; flags given on the command line override it.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@json_option
+@click.pass_context
+@reports_errors
+def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: bool, **flags: Any) -> None:
+    """Train, prune, quantize, export and evaluate a classifier into runs/<id>/."""
+    from edgeclf.toolchain.config import BuildConfig
+
+    config = BuildConfig.from_yaml(config_file) if config_file else BuildConfig()
+    given = {key: flags[name] for name, key in _BUILD_FLAGS.items()
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    config = config.override(given)
+
+    from edgeclf.toolchain.build import build as run_build
+    from edgeclf.toolchain.export import ExportError
+
+    log = (lambda message: None) if quiet or as_json else (lambda message: click.echo(message, err=True))
+    try:
+        run_dir = run_build(config, log=log)
+    except ExportError as exc:
+        raise click.ClickException(f"export failed: {exc}") from exc
+    report = json.loads((run_dir / "report.json").read_text())
+    summary = {"run": str(run_dir), "artifacts": {
+        name: {"path": str(run_dir / a["path"]), "accuracy": a["accuracy"], "bytes": a["bytes"],
+               "gzip_bytes": a["gzip_bytes"], "latency_ms": a["latency_ms"]["median"]}
+        for name, a in report["artifacts"].items()}, "sparsity": report["sparsity"]["overall"]}
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"run: {run_dir}")
+    for name, a in summary["artifacts"].items():
+        click.echo(f"  {name:8s} top-1 {100 * a['accuracy']:6.2f}%  {a['bytes'] / 1024:8.1f} KiB "
+                   f"(gzip {a['gzip_bytes'] / 1024:.1f})  {a['latency_ms']:.3f} ms  {a['path']}")
+    if config.prune.sparsity:
+        click.echo(f"  sparsity {summary['sparsity']:.3f} (target {config.prune.sparsity})")
+    click.echo(f"  report: {run_dir / 'report.md'}")
+
+
+def _load_model(path: str, threads: int | None = None) -> Model:
+    return Model(path, num_threads=_threads(threads))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--top-k", "-k", type=int, default=3, help="Labels to print per image.")
+@threads_option
+@json_option
+@reports_errors
+def classify(model_path: str, images: tuple[str, ...], top_k: int, threads: int | None, as_json: bool) -> None:
+    """Print the top-k labels and scores of each image."""
+    if top_k < 1:
+        raise InputError(f"--top-k must be >= 1; received {top_k}. Use e.g. --top-k 3.")
+    model = _load_model(model_path, threads)
+    results = []
+    for path in images:
+        scores = model.predict(load_image(path))[0]
+        results.append({"image": path, "top_k": [{"label": label, "score": score}
+                                                 for label, score in model.top_k(scores, top_k)]})
+    if as_json:
+        emit_json(results)
+        return
+    for result in results:
+        best = ", ".join(f"{t['label']} {t['score']:.3f}" for t in result["top_k"])
+        click.echo(f"{result['image']}: {best}")
+
+
+def describe(model: Model) -> dict:
+    structure = model.structure
+    return {"path": str(model.path), "bytes": len(model.content),
+            "backend": f"{model.backend.name} {model.backend.version}",
+            "input": model.input.as_dict(), "output": model.output.as_dict(),
+            "labels": model.labels, "ops": structure.op_counts(),
+            "float_ops": len(structure.float_ops()), "weight_sparsity": structure.weight_sparsity()}
+
+
+def _tensor_line(info: dict) -> str:
+    quant = f", scale {info['scale']:g}, zero point {info['zero_point']}" if info["scale"] else ""
+    return f"{info['dtype']} {info['shape']}{quant}"
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@json_option
+@reports_errors
+def inspect(model_path: str, as_json: bool) -> None:
+    """Show a model's input/output types, shapes, quantization, ops and size."""
+    info = describe(_load_model(model_path))
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{info['path']}: {info['bytes'] / 1024:.1f} KiB ({info['backend']})")
+    click.echo(f"  input   {_tensor_line(info['input'])}")
+    click.echo(f"  output  {_tensor_line(info['output'])}")
+    labels = info["labels"]
+    click.echo(f"  labels  {len(labels)}: {', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}")
+    click.echo(f"  ops     {sum(info['ops'].values())}: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+    click.echo(f"  float32 ops: {info['float_ops']}"
+               + (f"   weight sparsity: {info['weight_sparsity']:.3f}" if info["weight_sparsity"] is not None else ""))
+
+
+def _resolve_data(data: str) -> Path:
+    """A folder, or a built-in dataset name (materialized once; needs scikit-learn)."""
+    from edgeclf.toolchain.data import BUILTINS, resolve_source
+
+    return folders.eval_root(resolve_source(data) if data in BUILTINS else Path(data))
+
+
+def _labelled_images(models: list[Model], data: str) -> tuple[folders.LoadedImages, np.ndarray, Path]:
+    """Loads the eval images once at the first model's input size; targets in its label space."""
+    root = _resolve_data(data)
+    folder = folders.scan(root)
+    mapping = class_mapping(folder.classes, models[0], root)
+    for other in models[1:]:
+        if other.labels != models[0].labels:
+            raise InputError(f"{other.path} has labels {other.labels[:5]}... which differ from "
+                             f"{models[0].path}'s; compare models trained on the same classes.")
+    loaded = folders.load(folder.files, models[0].input_size)
+    if not len(loaded.labels):
+        raise InputError(f"{root}: no readable images. Check the skipped files: {loaded.skipped[:3]}")
+    return loaded, mapping[loaded.labels], root
+
+
+data_option = click.option("--data", required=True,
+                           help="Labelled image folder (root/<class>/*; its val/ split if it has one) or digits.")
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@data_option
+@threads_option
+@json_option
+@reports_errors
+def eval_command(model_path: str, data: str, threads: int | None, as_json: bool) -> None:
+    """Accuracy and per-class precision/recall of a model on a labelled folder."""
+    model = _load_model(model_path, threads)
+    loaded, targets, root = _labelled_images([model], data)
+    evaluation = evaluate(model, loaded.images, targets)
+    result = {"model": model_path, "data": str(root), **evaluation.as_dict(), "skipped": loaded.skipped}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{model_path} on {root}: top-1 {100 * evaluation.accuracy:.2f}%  top-5 "
+               f"{100 * evaluation.top5:.2f}%  ({len(targets)} images, {len(loaded.skipped)} skipped)")
+    click.echo(f"  {'class':20s} {'support':>8s} {'precision':>10s} {'recall':>8s}")
+    for label, stats in result["per_class"].items():
+        click.echo(f"  {label:20s} {stats['support']:8d} {stats['precision']:10.3f} {stats['recall']:8.3f}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model_paths", nargs=-1, required=True, metavar="MODEL_A MODEL_B [MODEL...]")
+@data_option
+@threads_option
+@json_option
+@reports_errors
+def compare(model_paths: tuple[str, ...], data: str, threads: int | None, as_json: bool) -> None:
+    """Run models on the same images: accuracy, difference to the first, agreement, size."""
+    if len(model_paths) < 2:
+        raise InputError(f"compare needs at least two models; received {len(model_paths)}. "
+                         "Use e.g. edgeclf compare model_float32.tflite model_int8.tflite --data val/.")
+    models = [_load_model(path, threads) for path in model_paths]
+    loaded, targets, root = _labelled_images(models, data)
+    evaluations = [evaluate(model, loaded.images, targets) for model in models]
+    first = evaluations[0]
+    rows = [{"model": str(model.path), "bytes": len(model.content), "accuracy": ev.accuracy,
+             "difference_pts": 100 * (ev.accuracy - first.accuracy), "agreement": ev.agreement(first),
+             "input": model.input.as_dict()} for model, ev in zip(models, evaluations)]
+    result = {"data": str(root), "images": int(len(targets)), "models": rows}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{len(targets)} images from {root}")
+    click.echo(f"  {'model':50s} {'KiB':>8s} {'top-1':>8s} {'diff (pts)':>11s} {'agreement':>10s}")
+    for row in rows:
+        click.echo(f"  {row['model'][-50:]:50s} {row['bytes'] / 1024:8.1f} {100 * row['accuracy']:7.2f}% "
+                   f"{row['difference_pts']:+11.2f} {100 * row['agreement']:9.2f}%")
+
+
+def _thread_list(value: str) -> list[int | None]:
+    try:
+        threads = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        threads = [0]
+    if not threads or any(t < 1 for t in threads):
+        raise InputError(f"--threads must be a comma-separated list of integers >= 1; received {value!r}. "
+                         "Use e.g. --threads 1,2,4.")
+    return threads
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model_paths", nargs=-1, required=True, metavar="MODEL...")
+@click.option("--threads", default="1", help="Thread counts to measure, comma-separated (e.g. 1,2,4).")
+@click.option("--runs", type=int, default=50, help="Minimum timed inferences.")
+@click.option("--min-time", type=float, default=1.0, help="Minimum seconds of timed inferences.")
+@click.option("--warmup", type=int, default=5, help="Inferences run and discarded before timing.")
+@json_option
+@reports_errors
+def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float, warmup: int, as_json: bool) -> None:
+    """Time model load, first inference and steady-state latency on this CPU."""
+    for name, value, least in (("--runs", runs, 1), ("--warmup", warmup, 0)):
+        if value < least:
+            raise InputError(f"{name} must be >= {least}; received {value}. Use e.g. {name} {max(least, 5)}.")
+    if min_time < 0:
+        raise InputError(f"--min-time must be >= 0 seconds; received {min_time}. Use e.g. --min-time 1.")
+    results = [run_bench(path, t, runs, min_time, warmup).as_dict()
+               for path in model_paths for t in _thread_list(threads)]
+    if as_json:
+        emit_json(results)
+        return
+    click.echo(f"  {'model':45s} {'threads':>7s} {'load ms':>8s} {'first ms':>9s} {'median ms':>10s} {'p90 ms':>8s} {'inf/s':>8s}")
+    for r in results:
+        click.echo(f"  {r['model'][-45:]:45s} {r['threads']:7d} {r['load_ms']:8.1f} {r['first_ms']:9.2f} "
+                   f"{r['median_ms']:10.3f} {r['p90_ms']:8.3f} {r['throughput']:8.1f}")
+
+
+def main() -> None:
+    cli(prog_name="edgeclf")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
