@@ -1,0 +1,47 @@
+"""One small real build (tiny, digits at 32x32, pruned, int8) shared by many assertions."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY = {"model.name": "tiny", "train.epochs": 10, "prune.sparsity": 0.5, "prune.epochs": 4,
+        "quantize.int8": True, "quantize.calib_size": 100}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Path:
+    """Built-in datasets go to a per-session cache, never the user's."""
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("EDGECLF_CACHE")
+    os.environ["EDGECLF_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("EDGECLF_CACHE", None)
+    else:
+        os.environ["EDGECLF_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    from edgeclf.toolchain.config import BuildConfig
+
+    return BuildConfig().override({**TINY, "export.out": str(tmp_path_factory.mktemp("runs"))})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config) -> Path:
+    from edgeclf.toolchain.build import build
+
+    return build(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_run) -> dict:
+    import json
+
+    return json.loads((tiny_run / "report.json").read_text())

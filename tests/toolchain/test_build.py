@@ -1,0 +1,109 @@
+"""The build pipeline end to end on tiny/digits: artifacts, report, contracts between stages."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgeclf.runtime.folder import load, scan
+from edgeclf.runtime.model import Model
+from edgeclf.toolchain import build as build_module
+
+
+def _val_images(report: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    folder = scan(os.path.join(report["dataset"]["root"], "val"))
+    loaded = load(folder.files, size)
+    return loaded.images, loaded.labels
+
+
+def test_stage_table_order():
+    assert [name for name, _ in build_module.STAGES] == [
+        "data", "model", "train", "prune", "quantize", "export", "evaluate", "report"]
+
+
+def test_run_folder_contents(tiny_run, tiny_config):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.yaml", "labels.txt", "env.json", "keras", "model_float32.tflite", "model_int8.tflite",
+            "report.json", "report.md"} <= names
+    assert {p.name for p in (tiny_run / "keras").iterdir()} == {"model.keras", "pruned.keras"}
+    assert (tiny_run / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    latest = tiny_run.parent / "latest"
+    assert latest.is_symlink() and latest.resolve() == tiny_run.resolve()
+    assert not [p for p in tiny_run.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert tiny_run.name.endswith("-tiny-32")
+    env = json.loads((tiny_run / "env.json").read_text())
+    assert env["seed"] == 0 and "tensorflow" in env["versions"]
+
+
+def test_report_schema(tiny_report):
+    assert tiny_report["schema"] == 1
+    dataset = tiny_report["dataset"]
+    assert dataset["train"] + dataset["val"] == 1797 and dataset["classes"] == [str(i) for i in range(10)]
+    assert dataset["skipped"] == []
+    for name in ("float32", "int8"):
+        artifact = tiny_report["artifacts"][name]
+        assert {"path", "bytes", "gzip_bytes", "accuracy", "agreement_with_float32", "latency_ms", "input", "ops"} <= set(artifact)
+        assert artifact["latency_ms"]["median"] > 0 and artifact["latency_ms"]["p90"] >= artifact["latency_ms"]["median"]
+        assert 0 < artifact["gzip_bytes"] < artifact["bytes"]
+    calibration = tiny_report["calibration"]
+    assert calibration["size"] == 100 and calibration["seed"] == 0 and sum(calibration["per_class"].values()) == 100
+    assert list(tiny_report["stages"]) == ["data", "model", "train", "prune", "quantize", "export", "evaluate"]
+
+
+def test_float32_tflite_matches_keras(tiny_run, tiny_report):
+    from edgeclf.toolchain._tf import keras
+
+    keras_model = keras().models.load_model(tiny_run / "keras" / "pruned.keras")
+    images, _ = _val_images(tiny_report, 32)
+    expected = keras_model.predict(images[:64].astype(np.float32), verbose=0)
+    actual = Model(tiny_run / "model_float32.tflite").predict(images[:64])
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_int8_is_full_integer_with_raw_pixel_input(tiny_run, tiny_report):
+    model = Model(tiny_run / "model_int8.tflite")
+    assert (model.input.dtype, model.input.scale, model.input.zero_point) == ("uint8", 1.0, 0)
+    assert model.structure.float_ops() == []
+    assert tiny_report["artifacts"]["int8"]["input"] == {**model.input.as_dict()}
+    assert tiny_report["artifacts"]["int8"]["float_ops"] == 0
+
+
+def test_int8_agrees_with_float32(tiny_run, tiny_report):
+    images, labels = _val_images(tiny_report, 32)
+    float_pred = Model(tiny_run / "model_float32.tflite").predict(images).argmax(1)
+    int8_pred = Model(tiny_run / "model_int8.tflite").predict(images).argmax(1)
+    agreement = float(np.mean(float_pred == int8_pred))
+    assert agreement >= 0.9
+    assert tiny_report["artifacts"]["int8"]["agreement_with_float32"] == pytest.approx(agreement)
+    assert tiny_report["artifacts"]["int8"]["accuracy"] == pytest.approx(float(np.mean(int8_pred == labels)))
+
+
+def test_pruning_reaches_the_target_sparsity(tiny_run, tiny_report):
+    sparsity = tiny_report["sparsity"]
+    assert abs(sparsity["overall"] - 0.5) <= 0.02
+    assert sparsity["layers"]["conv2"]["pruned"] and abs(sparsity["layers"]["conv2"]["sparsity"] - 0.5) <= 0.02
+    assert sparsity["dense_layers"] == ["conv1", "classifier"]
+    assert sparsity["layers"]["conv1"]["sparsity"] < 0.05
+    # The zeros survive export: measured on the .tflite file itself.
+    assert Model(tiny_run / "model_float32.tflite").structure.weight_sparsity() > 0.3
+    assert "does not speed up inference" in (tiny_run / "report.md").read_text()
+
+
+def test_failed_build_leaves_no_finished_folder_and_keeps_earlier_runs(tiny_run, tiny_config, monkeypatch):
+    runs = tiny_run.parent
+    before = sorted(p.name for p in runs.iterdir())
+    latest_before = os.readlink(runs / "latest")
+
+    def broken_export(config, ctx):
+        (ctx.run_dir / "model_float32.tflite").write_bytes(b"half")
+        raise RuntimeError("disk on fire")
+
+    table = tuple((name, broken_export if name == "export" else stage) for name, stage in build_module.STAGES)
+    monkeypatch.setattr(build_module, "STAGES", table)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        build_module.build(tiny_config.override({"train.epochs": 1, "prune.sparsity": 0.0, "quantize.int8": False}))
+    assert sorted(p.name for p in runs.iterdir()) == before
+    assert os.readlink(runs / "latest") == latest_before
+    assert (tiny_run / "report.json").is_file()

@@ -1,0 +1,34 @@
+"""`edgeclf build` through the CLI: a real run, config file + flag precedence, bad options."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from edgeclf.cli import cli
+
+
+def test_build_cli_real_run_with_config_and_flag_override(tmp_path):
+    config = tmp_path / "build.yaml"
+    config.write_text("model:\n  name: tiny\n  size: 16\ntrain:\n  epochs: 5\nquantize:\n  int8: true\n")
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(cli, ["build", "--config", str(config), "--epochs", "1", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert set(summary["artifacts"]) == {"float32", "int8"}
+    saved = (out / "latest" / "config.yaml").read_text()
+    assert "epochs: 1" in saved and "name: tiny" in saved and "size: 16" in saved  # flag beat the file
+
+
+def test_build_cli_bad_options_exit_2_with_the_fix(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["build", "--prune", "1.2", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "--prune must be in [0, 0.95); received 1.2. Use e.g. --prune 0.5." in result.output
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  epoch: 3\n")
+    result = runner.invoke(cli, ["build", "--config", str(config)])
+    assert result.exit_code == 2 and "unknown key 'train.epoch'. Did you mean 'train.epochs'?" in result.output
+    result = runner.invoke(cli, ["build", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "nowhere: no such folder" in result.output
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []

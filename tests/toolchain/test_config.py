@@ -1,0 +1,66 @@
+"""BuildConfig: validation messages (rule, value, fix), YAML loading, unknown keys, overrides."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edgeclf.toolchain.config import BuildConfig, ConfigError, QuantizeConfig
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("prune.sparsity", 1.2, "--prune must be in [0, 0.95); received 1.2. Use e.g. --prune 0.5."),
+    ("prune.sparsity", -0.1, "--prune must be in [0, 0.95); received -0.1."),
+    ("prune.sparsity", 0.95, "--prune must be in [0, 0.95); received 0.95."),
+    ("train.epochs", 0, "--epochs must be an integer >= 1; received 0. Use e.g. --epochs 20."),
+    ("train.batch_size", 0, "--batch-size must be an integer in [1, 4096]; received 0."),
+    ("train.learning_rate", 2.0, "--learning-rate must be in (0, 1); received 2.0."),
+    ("model.name", "resnet9000", "--model must be one of cnn, mobilenet_v2, tiny; received 'resnet9000'."),
+    ("model.size", -3, "--size must be a positive integer (pixels); received -3."),
+    ("data.val_split", 1.5, "--val-split must be in (0, 1); received 1.5."),
+    ("data.source", "", "--data must be a folder or one of digits; received ''."),
+    ("quantize.calib_size", 0, "--calib-size must be an integer >= 1; received 0."),
+    ("seed", -1, "--seed must be an integer >= 0; received -1."),
+    ("export.out", "", "--out must be a folder path; received ''."),
+])
+def test_invalid_values_name_flag_value_and_fix(key, value, message):
+    with pytest.raises(ConfigError) as info:
+        BuildConfig().override({key: value})
+    assert message in str(info.value)
+
+
+def test_frozen_and_defaults():
+    config = BuildConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 3
+    assert (config.data.source, config.model.name, config.prune.sparsity, config.quantize.int8) == ("digits", "cnn", 0.0, False)
+    assert QuantizeConfig.for_int8(100) == QuantizeConfig(int8=True, calib_size=100)
+
+
+def test_unknown_keys_suggest_the_closest():
+    with pytest.raises(ConfigError, match=r"unknown key 'prune.sparsty'. Did you mean 'prune.sparsity'\?"):
+        BuildConfig.from_dict({"prune": {"sparsty": 0.5}})
+    with pytest.raises(ConfigError, match=r"unknown key 'quantise'. Did you mean 'quantize'\?"):
+        BuildConfig.from_dict({"quantise": {"int8": True}})
+
+
+def test_yaml_round_trip_and_override(tmp_path):
+    path = tmp_path / "build.yaml"
+    path.write_text("model:\n  name: tiny\nprune:\n  sparsity: 0.5\ntrain:\n  epochs: 3\n")
+    config = BuildConfig.from_yaml(path)
+    assert (config.model.name, config.prune.sparsity, config.train.epochs) == ("tiny", 0.5, 3)
+    assert config.override({"train.epochs": 7}).train.epochs == 7
+    assert BuildConfig.from_dict(__import__("yaml").safe_load(config.to_yaml())) == config
+
+
+def test_bad_yaml_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read the config file"):
+        BuildConfig.from_yaml(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML"):
+        BuildConfig.from_yaml(broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+        BuildConfig.from_yaml(listy)
