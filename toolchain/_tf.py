@@ -5,6 +5,7 @@ first imported; every toolchain module gets TensorFlow through this module.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from types import ModuleType
 
@@ -24,6 +25,16 @@ def _import(name: str) -> ModuleType:
         raise MissingTrainingDependencies(
             f"edgeclf build needs TensorFlow, tf-keras and tensorflow-model-optimization ({exc}). "
             f"Install them with: {TRAIN_INSTALL}") from exc
+
+
+def require_training_dependencies() -> None:
+    """Fails fast, before any work, when the training extras are not installed (no import cost)."""
+    missing = [name for name in ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingTrainingDependencies(
+            f"edgeclf build needs TensorFlow, tf-keras and tensorflow-model-optimization "
+            f"(not installed: {', '.join(missing)}). Install them with: {TRAIN_INSTALL}")
 
 
 def tf() -> ModuleType:

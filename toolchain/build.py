@@ -25,6 +25,7 @@ from edgeclf.runtime.bench import cpu_name, time_invokes
 from edgeclf.runtime.evaluate import Evaluation, evaluate
 from edgeclf.runtime.model import Model
 from edgeclf.toolchain import report as report_module
+from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
 from edgeclf.toolchain.data import Splits, load_splits
 from edgeclf.toolchain.models import ModelSpec, create_model, get_spec, input_size
@@ -292,6 +293,7 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
     Raises:
         Whatever a stage raises; the partial run folder is removed first.
     """
+    require_training_dependencies()
     out = Path(config.export.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"

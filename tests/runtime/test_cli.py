@@ -1,6 +1,7 @@
 """Runtime CLI commands: --help, one real run each, bad input, and no TensorFlow import."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -111,3 +112,12 @@ def test_runtime_and_bench_help_never_import_tensorflow():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
+                    reason="TensorFlow is installed here; this runs in the runtime-only venv (make test-runtime)")
+def test_build_without_tensorflow_names_the_pip_command(runner, tmp_path):
+    result = runner.invoke(cli, ["build", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert 'pip install "edgeclf[train]"' in result.output
+    assert not (tmp_path / "runs").exists()
