@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 RUNTIME_VENV ?= .venv-runtime
+MEDIAPIPE_VENV ?= .venv-mediapipe
+MEDIAPIPE ?= mediapipe==1.2.2
 BIN = $(VENV)/bin
 PIP_FLAGS = -q --disable-pip-version-check
 
-.PHONY: install install-runtime demo test test-runtime bench clean
+.PHONY: install install-runtime install-mediapipe demo test test-runtime bench clean
 
 install: $(VENV)/.installed
 
@@ -25,12 +27,23 @@ $(RUNTIME_VENV)/.installed: pyproject.toml
 	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) -e . pytest
 	touch $@
 
+# MediaPipe (a real reader of our TFLite Metadata) needs absl-py 2, which tfmot refuses: its own venv.
+# Best effort: when it cannot be made, the interop test is skipped and says why.
+install-mediapipe: $(MEDIAPIPE_VENV)/.installed
+
+$(MEDIAPIPE_VENV)/.installed:
+	@( test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV) ) \
+	  && $(MEDIAPIPE_VENV)/bin/pip install $(PIP_FLAGS) "$(MEDIAPIPE)" \
+	  && touch $@ \
+	  || (echo "note: could not install $(MEDIAPIPE) into $(MEDIAPIPE_VENV); the MediaPipe interop test will be skipped"; \
+	      rm -rf $(MEDIAPIPE_VENV))
+
 demo: install
 	$(BIN)/edgeclf build --prune 0.5 --int8
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
-test: install install-runtime
+test: install install-runtime install-mediapipe
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime
 
@@ -42,4 +55,4 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(RUNTIME_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(RUNTIME_VENV) $(MEDIAPIPE_VENV) runs build *.egg-info

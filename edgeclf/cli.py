@@ -198,7 +198,8 @@ def describe(model: Model) -> dict:
             "backend": f"{model.backend.name} {model.backend.version}",
             "input": model.input.as_dict(), "output": model.output.as_dict(),
             "labels": model.labels, "ops": structure.op_counts(),
-            "float_ops": len(structure.float_ops()), "weight_sparsity": structure.weight_sparsity()}
+            "float_ops": len(structure.float_ops()), "weight_sparsity": structure.weight_sparsity(),
+            "metadata": model.metadata.as_dict() if model.metadata else None}
 
 
 def _tensor_line(info: dict) -> str:
@@ -224,6 +225,82 @@ def inspect(model_path: str, as_json: bool) -> None:
     click.echo(f"  ops     {sum(info['ops'].values())}: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
     click.echo(f"  float32 ops: {info['float_ops']}"
                + (f"   weight sparsity: {info['weight_sparsity']:.3f}" if info["weight_sparsity"] is not None else ""))
+    meta = info["metadata"]
+    if meta is None:
+        click.echo("  metadata: none (add it with `edgeclf metadata MODEL --labels labels.txt`)")
+        return
+    click.echo(f"  metadata: {meta['name']!r} version {meta['version'] or '-'}, author {meta['author'] or '-'}, "
+               f"license {meta['license'] or '-'}")
+    click.echo(f"    input {meta['color_space']}, normalization mean {meta['normalization']['mean']} "
+               f"std {meta['normalization']['std']}, range {meta['input_stats']['min']}-{meta['input_stats']['max']}; "
+               f"{len(meta['labels'])} labels packed")
+    if meta["description"]:
+        click.echo(f"    {meta['description']}")
+
+
+@cli.command("metadata", context_settings=CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.option("--labels", "labels_file", required=True, type=click.Path(dir_okay=False),
+              help="Text file with one label per line, in output order.")
+@click.option("--name", default=None, show_default="the file name", help="Model name.")
+@click.option("--description", default="", help="What the model does.")
+@click.option("--author", default="")
+@click.option("--license", "license_", default="")
+@click.option("--version", "version_", default="1", help="Model version.")
+@click.option("--mean", type=float, default=0.0, help="Normalization mean: the model takes (pixel - mean) / std.")
+@click.option("--std", type=float, default=1.0, help="Normalization std (edgeclf models take raw pixels: 0 and 1).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              show_default="MODEL_metadata.tflite beside MODEL", help="Where to write the new model.")
+@click.option("--in-place", is_flag=True, help="Replace MODEL itself (atomically) instead of writing a copy.")
+@json_option
+@reports_errors
+def metadata_command(model_path: str, labels_file: str, name: str | None, description: str, author: str,
+                     license_: str, version_: str, mean: float, std: float, out_path: str | None,
+                     in_place: bool, as_json: bool) -> None:
+    """Add or replace TFLite Metadata (labels, normalization) in any .tflite classifier."""
+    from edgeclf.runtime.metadata import MetadataError, ModelMetadata, write
+    from edgeclf.runtime.model import read_labels
+
+    if in_place and out_path:
+        raise InputError("--in-place and --out exclude each other; received both. Use one of them.")
+    if std == 0:
+        raise InputError("--std must not be 0; received 0. Use e.g. --std 1 (edgeclf models) or --std 127.5.")
+    model = _load_model(model_path)
+    labels_path = Path(labels_file)
+    if not labels_path.is_file():
+        raise InputError(f"{labels_path}: no such labels file. Pass a text file with one label per line.")
+    labels = tuple(read_labels(labels_path))
+    source = Path(model_path)
+    target = source if in_place else Path(out_path or source.with_name(f"{source.stem}_metadata.tflite"))
+    info = ModelMetadata(name=name or source.stem, labels=labels, description=description, version=version_,
+                         author=author, license=license_, mean=(mean,), std=(std,))
+    try:
+        content = write(model.content, info)
+    except MetadataError as exc:
+        raise InputError(f"{source}: {exc}") from exc
+    _write_atomically(target, content)
+    result = {"model": str(target), "bytes": len(content), "labels": len(labels), "source_kept": target != source}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"wrote {target} ({len(content) / 1024:.1f} KiB) with {len(labels)} labels"
+               + ("" if in_place else f"; {source} unchanged"))
+
+
+def _write_atomically(target: Path, content: bytes) -> None:
+    """Writes beside the target and renames, so a failure never leaves a half-written model."""
+    import os
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def _resolve_data(data: str) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeclf.runtime import metadata
 from edgeclf.runtime._backend import get_backend
 from edgeclf.runtime.flatbuffer import ModelStructure, read_structure
 from edgeclf.runtime.preprocess import resize
@@ -90,11 +91,25 @@ class Model:
         self.output = _tensor_info(outputs[0])
         self._input_index = inputs[0]["index"]
         self._output_index = outputs[0]["index"]
+        try:
+            self.metadata = metadata.read(self.content)
+        except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parse failure means "no metadata"
+            log.warning("%s: unreadable TFLite metadata ignored (%s)", self.path, exc)
+            self.metadata = None
+        if self.metadata is None:
+            log.warning("%s: no TFLite metadata; assuming RGB pixels 0-255 in. "
+                        "Add it with `edgeclf metadata %s --labels labels.txt`.", self.path, self.path.name)
+        # (pixel - mean) / std, from the metadata: 0 and 1 for edgeclf models, which normalize inside.
+        self.mean = np.asarray(self.metadata.mean if self.metadata else (0.0,), dtype=np.float32)
+        self.std = np.asarray(self.metadata.std if self.metadata else (1.0,), dtype=np.float32)
         self.labels = labels if labels is not None else self._default_labels()
 
     def _default_labels(self) -> list[str]:
-        labels_file = self.path.with_name("labels.txt")
+        """Labels from the metadata, else labels.txt beside the model, else class indices."""
         count = self.num_classes
+        if self.metadata is not None and len(self.metadata.labels) == count:
+            return list(self.metadata.labels)
+        labels_file = self.path.with_name("labels.txt")
         if labels_file.is_file():
             labels = read_labels(labels_file)
             if len(labels) == count:
@@ -102,8 +117,13 @@ class Model:
             log.warning("%s has %d labels but the model has %d outputs; using class indices.",
                         labels_file, len(labels), count)
         else:
-            log.warning("%s: no labels.txt beside the model; using class indices as labels.", self.path)
+            log.warning("%s: no labels in its metadata and no labels.txt beside it; using class indices.", self.path)
         return [str(i) for i in range(count)]
+
+    @property
+    def raw_pixels(self) -> bool:
+        """True when the model takes pixels 0-255 as they are (mean 0, std 1)."""
+        return bool(np.all(self.mean == 0.0) and np.all(self.std == 1.0))
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -123,12 +143,14 @@ class Model:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image; received {image.dtype} {image.shape}")
         pixels = resize(image, self.input_size)[None]
         dtype = np.dtype(self.input.dtype)
-        if not self.input.quantized:
-            return pixels.astype(dtype)
-        if dtype == np.uint8 and self.input.scale == 1.0 and self.input.zero_point == 0:
+        raw = self.raw_pixels
+        if raw and dtype == np.uint8 and self.input.scale == 1.0 and self.input.zero_point == 0:
             return pixels  # raw pixels in: the edgeclf default for int8 models
+        values = pixels.astype(np.float32) if raw else (pixels.astype(np.float32) - self.mean) / self.std
+        if not self.input.quantized:
+            return values.astype(dtype)
         info = np.iinfo(dtype)
-        quantized = np.round(pixels / self.input.scale + self.input.zero_point)
+        quantized = np.round(values / self.input.scale + self.input.zero_point)
         return np.clip(quantized, info.min, info.max).astype(dtype)
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:

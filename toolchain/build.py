@@ -14,13 +14,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import metadata
+from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from edgeclf.calibration import CalibrationSet, select
+from edgeclf.runtime import metadata as tflite_metadata
 from edgeclf.runtime.bench import cpu_name, time_invokes
 from edgeclf.runtime.evaluate import Evaluation, evaluate
 from edgeclf.runtime.model import Model
@@ -155,6 +156,20 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     return QuantizeResult(convert_int8(ctx.results["prune"].model, train.images[calibration.indices]), calibration)
 
 
+def _with_metadata(content: bytes, variant: str, config: BuildConfig, data: DataResult) -> bytes:
+    """Packs TFLite Metadata (labels, RGB 0-255 input, mean 0 / std 1) into an artifact."""
+    from edgeclf import __version__
+
+    io_text = "uint8 pixels, scale 1, zero point 0" if variant == "int8" else "float32 pixels"
+    description = (f"{config.model.name} image classifier ({len(data.splits.classes)} classes) built by edgeclf "
+                   f"{__version__}. Input: RGB pixels 0-255 as {io_text}, resized to {data.size}x{data.size}; "
+                   "the model normalizes them itself. Output: class probabilities.")
+    return tflite_metadata.write(content, tflite_metadata.ModelMetadata(
+        name=f"edgeclf {config.model.name} {data.size}px {variant}", labels=tuple(data.splits.classes),
+        description=description, version=config.export.version, author=config.export.author,
+        license=config.export.license))
+
+
 def _write_artifact(path: Path, content: bytes, ctx: BuildContext, started: float) -> None:
     path.write_bytes(content)
     ctx.log(f"  saved {path.name} ({len(content) / 1024:.1f} KiB, gzip {len(gzip.compress(content)) / 1024:.1f} KiB, "
@@ -175,11 +190,11 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     artifacts = {}
     started = time.perf_counter()
     artifacts["float32"] = run_dir / "model_float32.tflite"
-    _write_artifact(artifacts["float32"], convert_float32(final), ctx, started)
+    _write_artifact(artifacts["float32"], _with_metadata(convert_float32(final), "float32", config, data), ctx, started)
     int8 = ctx.results["quantize"].int8
     if int8 is not None:
         artifacts["int8"] = run_dir / "model_int8.tflite"
-        _write_artifact(artifacts["int8"], int8, ctx, time.perf_counter())
+        _write_artifact(artifacts["int8"], _with_metadata(int8, "int8", config, data), ctx, time.perf_counter())
     dense = convert_float32(ctx.results["train"].model) if config.prune.sparsity > 0 else None
     return ExportResult(artifacts, dense)
 
@@ -229,8 +244,8 @@ def _versions() -> dict[str, str]:
     for package in ("edgeclf", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
                     "numpy", "opencv-python-headless"):
         try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
+            versions[package] = package_metadata.version(package)
+        except package_metadata.PackageNotFoundError:
             continue
     return versions
 

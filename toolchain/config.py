@@ -103,10 +103,18 @@ class QuantizeConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     out: str = "runs"  # the runs root; each build writes one folder inside
+    # Written into every artifact's TFLite Metadata.
+    author: str = ""
+    license: str = ""
+    version: str = "1"
 
     def __post_init__(self) -> None:
         _require(isinstance(self.out, str) and self.out != "",
                  f"--out must be a folder path; received {self.out!r}. Use e.g. --out runs.")
+        for name in ("author", "license", "version"):
+            value = getattr(self, name)
+            _require(isinstance(value, str),
+                     f"export.{name} must be text; received {value!r}. Quote it in the YAML file, e.g. {name}: \"1\".")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 
-COMMANDS = ["build", "classify", "inspect", "eval", "compare", "bench"]
+COMMANDS = ["build", "classify", "inspect", "eval", "compare", "bench", "metadata"]
 
 
 @pytest.fixture()

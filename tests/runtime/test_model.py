@@ -50,13 +50,20 @@ def test_prepare_rejects_non_rgb(tiny_float32):
         Model(tiny_float32).prepare(np.zeros((16, 16, 3)))
 
 
-def test_missing_labels_fall_back_to_indices_with_a_warning(tiny_float32, tmp_path, caplog):
+def test_missing_labels_fall_back_to_indices_with_a_warning(fixtures, tmp_path, caplog):
     lone = tmp_path / "model.tflite"
-    shutil.copy(tiny_float32, lone)
+    shutil.copy(fixtures / "no_metadata" / "model.tflite", lone)
     with caplog.at_level(logging.WARNING):
         model = Model(lone)
     assert model.labels == [str(i) for i in range(10)]
-    assert "no labels.txt" in caplog.text
+    assert "no labels in its metadata and no labels.txt beside it" in caplog.text
+
+
+def test_labels_txt_beside_a_model_without_metadata(fixtures, tmp_path):
+    lone = tmp_path / "model.tflite"
+    shutil.copy(fixtures / "no_metadata" / "model.tflite", lone)
+    (tmp_path / "labels.txt").write_text("\n".join(f"digit {i}" for i in range(10)) + "\n")
+    assert Model(lone).labels[3] == "digit 3"
 
 
 @pytest.mark.parametrize("content, message", [
