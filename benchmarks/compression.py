@@ -33,7 +33,7 @@ def main() -> None:
         build_seconds = time.perf_counter() - started
         report = json.loads((run / "report.json").read_text())
         min_time = 0.5 if args.quick else 2.0
-        latency = {name: bench(run / f"model_{name}.tflite", threads=1, runs=200, min_time=min_time).median_ms
+        latency = {name: bench(run / f"model_{name}.tflite", threads=1, runs=200, min_time=min_time).stats.median_ms
                    for name in ("float32", "int8")}
     float32, int8, dense = report["artifacts"]["float32"], report["artifacts"]["int8"], report["dense_reference"]
     print(json.dumps({

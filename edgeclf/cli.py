@@ -310,7 +310,25 @@ def _resolve_data(data: str) -> Path:
     return folders.eval_root(resolve_source(data) if data in BUILTINS else Path(data))
 
 
-def _labelled_images(models: list[Model], data: str) -> tuple[folders.LoadedImages, np.ndarray, Path]:
+class _Progress:
+    """A click progress bar on stderr for long loops, silent when output is JSON or not a terminal."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        show = enabled and total and sys.stderr.isatty()
+        self._bar = click.progressbar(length=total, label=label, file=sys.stderr) if show else None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self._bar is None:
+            return lambda n: None
+        self._bar.__enter__()
+        return self._bar.update
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _labelled_images(models: list[Model], data: str, show_progress: bool) -> tuple[folders.LoadedImages, np.ndarray, Path]:
     """Loads the eval images once at the first model's input size; targets in its label space."""
     root = _resolve_data(data)
     folder = folders.scan(root)
@@ -319,65 +337,139 @@ def _labelled_images(models: list[Model], data: str) -> tuple[folders.LoadedImag
         if other.labels != models[0].labels:
             raise InputError(f"{other.path} has labels {other.labels[:5]}... which differ from "
                              f"{models[0].path}'s; compare models trained on the same classes.")
-    loaded = folders.load(folder.files, models[0].input_size)
+        if other.input_size != models[0].input_size:
+            raise InputError(f"{other.path} takes {other.input_size} inputs but {models[0].path} takes "
+                             f"{models[0].input_size}; compare models with the same input size.")
+    with _Progress("decoding", len(folder.files), show_progress) as progress:
+        loaded = folders.load(folder.files, models[0].input_size, progress)
     if not len(loaded.labels):
         raise InputError(f"{root}: no readable images. Check the skipped files: {loaded.skipped[:3]}")
     return loaded, mapping[loaded.labels], root
 
 
+def _evaluate(model: Model, loaded: folders.LoadedImages, targets: np.ndarray, show_progress: bool):
+    with _Progress(f"{model.path.name}", len(targets), show_progress) as progress:
+        return evaluate(model, loaded.images, targets, loaded.paths, progress)
+
+
+def _thumbnails(loaded: folders.LoadedImages, paths: list[str]) -> dict[str, bytes]:
+    from edgeclf.runtime.render import thumbnail
+
+    index = {path: i for i, path in enumerate(loaded.paths)}
+    return {path: thumbnail(loaded.images[index[path]]) for path in paths if path in index}
+
+
+def _write_text(path: str, text: str) -> None:
+    _write_atomically(Path(path), text.encode("utf-8"))
+
+
 data_option = click.option("--data", required=True,
                            help="Labelled image folder (root/<class>/*; its val/ split if it has one) or digits.")
+html_option = click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+                           help="Also write one self-contained HTML page with tables and figures.")
 
 
 @cli.command("eval", context_settings=CONTEXT)
 @click.argument("model_path", metavar="MODEL")
 @data_option
 @threads_option
+@click.option("--png", "png_file", type=click.Path(dir_okay=False), default=None,
+              help="Write the confusion matrix as a PNG.")
+@html_option
 @json_option
 @reports_errors
-def eval_command(model_path: str, data: str, threads: int | None, as_json: bool) -> None:
-    """Accuracy and per-class precision/recall of a model on a labelled folder."""
+def eval_command(model_path: str, data: str, threads: int | None, png_file: str | None, html_file: str | None,
+                 as_json: bool) -> None:
+    """Accuracy, per-class precision/recall/F1, confusion matrix and misclassified files on a labelled folder."""
+    from edgeclf.runtime.render import confusion_png, eval_page
+
     model = _load_model(model_path, threads)
-    loaded, targets, root = _labelled_images([model], data)
-    evaluation = evaluate(model, loaded.images, targets)
+    loaded, targets, root = _labelled_images([model], data, not as_json)
+    evaluation = _evaluate(model, loaded, targets, not as_json)
     result = {"model": model_path, "data": str(root), **evaluation.as_dict(), "skipped": loaded.skipped}
+    if png_file or html_file:
+        confusion = confusion_png(evaluation.confusion(), evaluation.labels)
+        if png_file:
+            _write_atomically(Path(png_file), confusion)
+        if html_file:
+            thumbs = _thumbnails(loaded, [m["path"] for m in result["misclassified"][:200]])
+            _write_text(html_file, eval_page(result, confusion, thumbs))
     if as_json:
         emit_json(result)
         return
     click.echo(f"{model_path} on {root}: top-1 {100 * evaluation.accuracy:.2f}%  top-5 "
                f"{100 * evaluation.top5:.2f}%  ({len(targets)} images, {len(loaded.skipped)} skipped)")
-    click.echo(f"  {'class':20s} {'support':>8s} {'precision':>10s} {'recall':>8s}")
+    click.echo(f"  {'class':20s} {'support':>8s} {'precision':>10s} {'recall':>8s} {'F1':>8s}")
     for label, stats in result["per_class"].items():
-        click.echo(f"  {label:20s} {stats['support']:8d} {stats['precision']:10.3f} {stats['recall']:8.3f}")
+        click.echo(f"  {label[:20]:20s} {stats['support']:8d} {stats['precision']:10.3f} {stats['recall']:8.3f} "
+                   f"{stats['f1']:8.3f}")
+    matrix = evaluation.confusion()
+    width = max(4, max(len(str(v)) for v in matrix.flat) + 1)
+    click.echo("  confusion (rows: true, columns: predicted)")
+    click.echo("  " + " " * 12 + "".join(f"{label[:width - 1]:>{width}s}" for label in evaluation.labels))
+    for label, row in zip(evaluation.labels, matrix):
+        click.echo(f"  {label[:12]:12s}" + "".join(f"{v:>{width}d}" for v in row))
+    wrong = result["misclassified"]
+    click.echo(f"  misclassified: {len(wrong)}")
+    for m in wrong[:20]:
+        click.echo(f"    {m['path']}: {m['label']} -> {m['predicted']} ({m['score']:.2f})")
+    if len(wrong) > 20:
+        click.echo(f"    ... {len(wrong) - 20} more (--json lists all)")
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("model_paths", nargs=-1, required=True, metavar="MODEL_A MODEL_B [MODEL...]")
 @data_option
 @threads_option
+@click.option("--max-drop", type=float, default=None,
+              help="Exit 1 when a model's top-1 is more than this many points below the first's (CI gate).")
+@html_option
 @json_option
 @reports_errors
-def compare(model_paths: tuple[str, ...], data: str, threads: int | None, as_json: bool) -> None:
-    """Run models on the same images: accuracy, difference to the first, agreement, size."""
+def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_drop: float | None,
+            html_file: str | None, as_json: bool) -> None:
+    """Run models on the same images: accuracy, agreement, flips, divergence, size and latency."""
+    from edgeclf.runtime.bench import LatencyStats, time_invokes
+    from edgeclf.runtime.evaluate import compare as compare_evaluations
+    from edgeclf.runtime.render import compare_page, confusion_png
+
     if len(model_paths) < 2:
         raise InputError(f"compare needs at least two models; received {len(model_paths)}. "
                          "Use e.g. edgeclf compare model_float32.tflite model_int8.tflite --data val/.")
+    if max_drop is not None and max_drop < 0:
+        raise InputError(f"--max-drop must be >= 0 points; received {max_drop}. Use e.g. --max-drop 1.0.")
     models = [_load_model(path, threads) for path in model_paths]
-    loaded, targets, root = _labelled_images(models, data)
-    evaluations = [evaluate(model, loaded.images, targets) for model in models]
-    first = evaluations[0]
-    rows = [{"model": str(model.path), "bytes": len(model.content), "accuracy": ev.accuracy,
-             "difference_pts": 100 * (ev.accuracy - first.accuracy), "agreement": ev.agreement(first),
-             "input": model.input.as_dict()} for model, ev in zip(models, evaluations)]
-    result = {"data": str(root), "images": int(len(targets)), "models": rows}
+    loaded, targets, root = _labelled_images(models, data, not as_json)
+    evaluations = [_evaluate(model, loaded, targets, not as_json) for model in models]
+    rows = compare_evaluations(evaluations)
+    for model, row in zip(models, rows):
+        times = time_invokes(model, model.prepare(loaded.images[0]), runs=30, min_time=0.2, warmup=3)
+        row.update({"model": str(model.path), "bytes": len(model.content), "input": model.input.as_dict(),
+                    "median_ms": LatencyStats.of(times).median_ms})
+    rows = [{"model": r.pop("model"), **r} for r in rows]
+    result = {"data": str(root), "images": int(len(targets)), "skipped": loaded.skipped, "models": rows}
+    if html_file:
+        flipped = [f["path"] for row in rows[1:] for f in row["flips"][:200]]
+        confusions = [confusion_png(e.confusion(), e.labels) for e in evaluations]
+        _write_text(html_file, compare_page(result, confusions, _thumbnails(loaded, flipped)))
+    dropped = [r for r in rows[1:] if max_drop is not None and -r["difference_pts"] > max_drop]
     if as_json:
         emit_json(result)
-        return
-    click.echo(f"{len(targets)} images from {root}")
-    click.echo(f"  {'model':50s} {'KiB':>8s} {'top-1':>8s} {'diff (pts)':>11s} {'agreement':>10s}")
-    for row in rows:
-        click.echo(f"  {row['model'][-50:]:50s} {row['bytes'] / 1024:8.1f} {100 * row['accuracy']:7.2f}% "
-                   f"{row['difference_pts']:+11.2f} {100 * row['agreement']:9.2f}%")
+    else:
+        click.echo(f"{len(targets)} images from {root}")
+        click.echo(f"  {'model':40s} {'KiB':>8s} {'top-1':>8s} {'diff pts':>9s} {'agree':>8s} {'KL':>8s} "
+                   f"{'cosine':>7s} {'flips':>6s} {'ms':>8s}")
+        for row in rows:
+            click.echo(f"  {row['model'][-40:]:40s} {row['bytes'] / 1024:8.1f} {100 * row['accuracy']:7.2f}% "
+                       f"{row['difference_pts']:+9.2f} {100 * row['agreement']:7.2f}% {row['mean_kl']:8.4f} "
+                       f"{row['mean_cosine']:7.4f} {len(row['flips']):6d} {row['median_ms']:8.3f}")
+        for row in rows[1:]:
+            for f in row["flips"][:10]:
+                click.echo(f"    flip {f['path']}: {f['label']}: {f['reference']} -> {f['other']} ({f['outcome']})")
+    if dropped:
+        raise click.ClickException("; ".join(
+            f"{r['model']} is {-r['difference_pts']:.2f} points below {rows[0]['model']} (--max-drop {max_drop})"
+            for r in dropped))
 
 
 def _thread_list(value: str) -> list[int | None]:
@@ -397,24 +489,70 @@ def _thread_list(value: str) -> list[int | None]:
 @click.option("--runs", type=int, default=50, help="Minimum timed inferences.")
 @click.option("--min-time", type=float, default=1.0, help="Minimum seconds of timed inferences.")
 @click.option("--warmup", type=int, default=5, help="Inferences run and discarded before timing.")
+@click.option("--data", default=None, show_default="random pixels",
+              help="Feed real images from this folder (preprocessed like eval) instead of random pixels.")
+@click.option("--compare-to", "baseline_file", type=click.Path(dir_okay=False), default=None,
+              help="A previous `bench --json` output; exit 1 when a median regressed past --threshold.")
+@click.option("--threshold", type=float, default=0.10, help="Allowed median slowdown vs --compare-to (0.10 = 10%).")
 @json_option
 @reports_errors
-def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float, warmup: int, as_json: bool) -> None:
+def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float, warmup: int, data: str | None,
+          baseline_file: str | None, threshold: float, as_json: bool) -> None:
     """Time model load, first inference and steady-state latency on this CPU."""
+    from edgeclf.runtime.bench import cpu_name, regressions
+
     for name, value, least in (("--runs", runs, 1), ("--warmup", warmup, 0)):
         if value < least:
             raise InputError(f"{name} must be >= {least}; received {value}. Use e.g. {name} {max(least, 5)}.")
     if min_time < 0:
         raise InputError(f"--min-time must be >= 0 seconds; received {min_time}. Use e.g. --min-time 1.")
-    results = [run_bench(path, t, runs, min_time, warmup).as_dict()
-               for path in model_paths for t in _thread_list(threads)]
-    if as_json:
-        emit_json(results)
-        return
-    click.echo(f"  {'model':45s} {'threads':>7s} {'load ms':>8s} {'first ms':>9s} {'median ms':>10s} {'p90 ms':>8s} {'inf/s':>8s}")
+    if threshold <= 0:
+        raise InputError(f"--threshold must be > 0; received {threshold}. Use e.g. --threshold 0.1 for 10%.")
+    baseline = _read_baseline(Path(baseline_file)) if baseline_file else None
+    thread_counts = _thread_list(threads)
+    results = []
+    for path in model_paths:
+        images, source = (None, "random") if data is None else (_bench_images(path, data), data)
+        results += [run_bench(path, t, runs, min_time, warmup, images, source).as_dict() for t in thread_counts]
+    first = {r["threads"]: r["median_ms"] for r in results if r["model"] == model_paths[0]}
     for r in results:
-        click.echo(f"  {r['model'][-45:]:45s} {r['threads']:7d} {r['load_ms']:8.1f} {r['first_ms']:9.2f} "
-                   f"{r['median_ms']:10.3f} {r['p90_ms']:8.3f} {r['throughput']:8.1f}")
+        r["ratio_to_first"] = r["median_ms"] / first[r["threads"]]
+    slower = regressions(results, baseline, threshold) if baseline is not None else []
+    if as_json:
+        emit_json({"cpu": cpu_name(), "results": results, "regressions": slower})
+    else:
+        click.echo(f"{cpu_name()}; {results[0]['backend']}; input: {results[0]['input']}")
+        click.echo(f"  {'model':40s} {'KiB':>8s} {'threads':>7s} {'load ms':>8s} {'first ms':>9s} {'median ms':>10s} "
+                   f"{'p90 ms':>8s} {'p99 ms':>8s} {'inf/s':>8s} {'vs first':>8s}")
+        for r in results:
+            click.echo(f"  {r['model'][-40:]:40s} {r['bytes'] / 1024:8.1f} {r['threads']:7d} {r['load_ms']:8.1f} "
+                       f"{r['first_ms']:9.2f} {r['median_ms']:10.3f} {r['p90_ms']:8.3f} {r['p99_ms']:8.3f} "
+                       f"{r['throughput']:8.1f} {r['ratio_to_first']:7.2f}x")
+        click.echo(f"  peak RSS {max(r['peak_rss_mb'] for r in results):.1f} MiB")
+    if slower:
+        raise click.ClickException("latency regressed: " + "; ".join(slower))
+
+
+def _read_baseline(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable `edgeclf bench --json` file ({exc}). "
+                         "Write one with: edgeclf bench MODEL --json > baseline.json") from exc
+    results = data.get("results") if isinstance(data, dict) else data
+    if not isinstance(results, list) or not all(isinstance(r, dict) and "median_ms" in r for r in results):
+        raise InputError(f"{path}: expected the output of `edgeclf bench --json` (results with median_ms). "
+                         "Write one with: edgeclf bench MODEL --json > baseline.json")
+    return results
+
+
+def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
+    model = _load_model(model_path)
+    root = _resolve_data(data)
+    loaded = folders.load(folders.scan(root).files[:limit], model.input_size)
+    if not len(loaded.labels):
+        raise InputError(f"{root}: no readable images to benchmark with.")
+    return loaded.images
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -74,10 +75,17 @@ def eval_root(root: str | os.PathLike) -> Path:
     return root
 
 
-def load(files: list[tuple[Path, int]] | tuple[tuple[Path, int], ...], size: int | tuple[int, int]) -> LoadedImages:
-    """Decodes and resizes files with the shared preprocessing; unreadable files are skipped and listed."""
+def load(files: list[tuple[Path, int]] | tuple[tuple[Path, int], ...], size: int | tuple[int, int],
+         progress: Callable[[int], None] | None = None) -> LoadedImages:
+    """Decodes and resizes files with the shared preprocessing; unreadable files are skipped and listed.
+
+    Args:
+        progress: called with 1 after each file, for a progress bar.
+    """
     images, labels, paths, skipped = [], [], [], []
     for path, label in files:
+        if progress is not None:
+            progress(1)
         try:
             images.append(preprocess(path, size))
         except ImageError as exc:

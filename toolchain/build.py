@@ -22,9 +22,10 @@ import numpy as np
 
 from edgeclf.calibration import CalibrationSet, select
 from edgeclf.runtime import metadata as tflite_metadata
-from edgeclf.runtime.bench import cpu_name, time_invokes
-from edgeclf.runtime.evaluate import Evaluation, evaluate
+from edgeclf.runtime.bench import LatencyStats, cpu_name, time_invokes
+from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
 from edgeclf.runtime.model import Model
+from edgeclf.runtime.render import confusion_png, thumbnail
 from edgeclf.toolchain import report as report_module
 from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
@@ -200,11 +201,11 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
 
 
 def _measure(model: Model, evaluation: Evaluation, content: bytes) -> dict:
-    times = time_invokes(model, model.prepare(np.zeros((*model.input_size, 3), np.uint8)), runs=100,
-                         min_time=0.5, warmup=10)
+    stats = LatencyStats.of(time_invokes(model, model.prepare(np.zeros((*model.input_size, 3), np.uint8)),
+                                         runs=100, min_time=0.5, warmup=10))
     return {"bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9)),
-            "latency_ms": {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
-                           "threads": LATENCY_THREADS, "runs": int(len(times))},
+            "latency_ms": {"median": stats.median_ms, "p90": stats.p90_ms, "p99": stats.p99_ms,
+                           "threads": LATENCY_THREADS, "runs": stats.runs},
             "accuracy": evaluation.accuracy, "top5": evaluation.top5}
 
 
@@ -216,12 +217,14 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
     evaluations, entries = {}, {}
     for variant, path in export.artifacts.items():
         model = Model(path, num_threads=LATENCY_THREADS)
-        evaluations[variant] = evaluation = evaluate(model, val.images, val.labels)
+        evaluations[variant] = evaluation = evaluate(model, val.images, val.labels, val.paths)
+        (ctx.run_dir / f"confusion_{variant}.png").write_bytes(confusion_png(evaluation.confusion(), evaluation.labels))
         structure = model.structure
         entries[variant] = {
             "path": str(path.name), **_measure(model, evaluation, model.content),
             "agreement_with_float32": evaluation.agreement(evaluations["float32"]),
-            "per_class": evaluation.per_class(),
+            "per_class": evaluation.per_class(), "confusion": evaluation.confusion().tolist(),
+            "flips_vs_float32": flips(evaluations["float32"], evaluation),
             "input": model.input.as_dict(), "output": model.output.as_dict(),
             "ops": structure.op_counts(), "float_ops": len(structure.float_ops()),
             "weight_sparsity": structure.weight_sparsity(),
@@ -273,6 +276,12 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     }
     report_module.write_json(ctx.run_dir / "report.json", report)
     (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
+    val = data.splits.val
+    index = {path: i for i, path in enumerate(val.paths)}
+    flipped = {f["path"] for a in report["artifacts"].values() for f in a["flips_vs_float32"][:200]}
+    thumbnails = {path: thumbnail(val.images[index[path]]) for path in flipped if path in index}
+    confusions = {name: (ctx.run_dir / f"confusion_{name}.png").read_bytes() for name in report["artifacts"]}
+    (ctx.run_dir / "report.html").write_text(report_module.html_page(report, confusions, thumbnails), encoding="utf-8")
     return report
 
 

@@ -65,3 +65,32 @@ def markdown(report: dict) -> str:
     lines += ["", "## Stages (seconds)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in report["stages"].items()]
     return "\n".join(lines) + "\n"
+
+
+def html_page(report: dict, confusions: dict[str, bytes], thumbnails: dict[str, bytes]) -> str:
+    """report.html: the same measured figures as report.md, with the confusion matrices and flipped images."""
+    from edgeclf.runtime import render
+
+    artifacts = report["artifacts"]
+    rows = [[a["path"], a["bytes"] / 1024, a["gzip_bytes"] / 1024, a["accuracy"], a["top5"], a["agreement_with_float32"],
+             a["latency_ms"]["median"], a["latency_ms"]["p90"], a["input"]["dtype"]] for a in artifacts.values()]
+    summary = render.table(["artifact", "KiB", "gzip KiB", "top-1", "top-5", "agreement with float32",
+                            "median ms", "p90 ms", "input"], rows)
+    charts = (render.bars_svg("median latency (1 thread)", [(a["path"], a["latency_ms"]["median"]) for a in artifacts.values()], "ms")
+              + render.bars_svg("file size", [(a["path"], a["bytes"] / 1024) for a in artifacts.values()], "KiB"))
+    sparsity = report["sparsity"]
+    layers = render.table(["layer", "weights", "sparsity", "pruned"],
+                          [[name, layer["weights"], layer["sparsity"], "yes" if layer["pruned"] else "no (kept dense)"]
+                           for name, layer in sparsity["layers"].items()])
+    matrices = "".join(render.figure(png, f"{name}: {artifacts[name]['path']}") for name, png in confusions.items())
+    sections = [("Artifacts", summary), ("Latency and size", charts),
+                ("Pruning", f"<p>measured sparsity {sparsity['overall']:.3f} over the pruned layers</p>{layers}"),
+                ("Confusion matrices", matrices)]
+    for name, artifact in artifacts.items():
+        if name == "float32":
+            continue
+        flipped = "".join(render.figure(thumbnails[f["path"]], f"{f['label']}: {f['reference']} → {f['other']} ({f['outcome']})",
+                                        "thumb") for f in artifact["flips_vs_float32"][:200] if f["path"] in thumbnails)
+        sections.append((f"{name}: predictions that differ from float32 ({len(artifact['flips_vs_float32'])})",
+                         flipped or "<p>none</p>"))
+    return render.page(f"edgeclf build: {report['model']['name']} @ {report['model']['size']}px", sections)

@@ -73,9 +73,11 @@ def test_bench(runner, tiny_float32, tiny_int8):
     result = runner.invoke(cli, ["bench", str(tiny_float32), str(tiny_int8), "--threads", "1,2",
                                  "--runs", "10", "--min-time", "0", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.output)["results"]
     assert [(r["threads"]) for r in rows] == [1, 2, 1, 2]
     assert all(r["median_ms"] > 0 and r["runs"] >= 10 for r in rows)
+    assert [r["ratio_to_first"] for r in rows[:2]] == [1.0, 1.0]
+    assert rows[2]["ratio_to_first"] == pytest.approx(rows[2]["median_ms"] / rows[0]["median_ms"])
 
 
 @pytest.mark.parametrize("args, message", [

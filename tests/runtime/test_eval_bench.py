@@ -77,7 +77,9 @@ def test_class_mapping_refuses_unknown_classes(tiny_float32, tmp_path):
 
 def test_bench_measures_until_runs_and_time(tiny_int8):
     result = bench(tiny_int8, threads=1, runs=20, min_time=0.05, warmup=2)
-    assert result.runs >= 20
-    assert 0 < result.min_ms <= result.median_ms <= result.p90_ms
+    stats = result.stats
+    assert stats.runs >= 20
+    assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.p99_ms <= stats.max_ms
     assert result.threads == 1 and result.backend.startswith(("ai_edge_litert", "tflite_runtime", "tensorflow"))
-    assert result.throughput == pytest.approx(1000.0 / result.median_ms)
+    assert stats.throughput == pytest.approx(1000.0 / stats.median_ms)
+    assert result.as_dict()["median_ms"] == stats.median_ms and result.input == "random"
