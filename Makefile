@@ -7,7 +7,7 @@ MEDIAPIPE ?= mediapipe==1.2.2
 BIN = $(VENV)/bin
 PIP_FLAGS = -q --disable-pip-version-check
 
-.PHONY: install install-runtime install-mediapipe demo test test-runtime bench clean
+.PHONY: install install-runtime install-mediapipe install-chromium demo test test-runtime bench clean
 
 install: $(VENV)/.installed
 
@@ -38,12 +38,18 @@ $(MEDIAPIPE_VENV)/.installed:
 	  || (echo "note: could not install $(MEDIAPIPE) into $(MEDIAPIPE_VENV); the MediaPipe interop test will be skipped"; \
 	      rm -rf $(MEDIAPIPE_VENV))
 
+# Headless Chromium (Debian's package) checks that the HTML reports render. Best effort, like MediaPipe.
+install-chromium:
+	@command -v chromium >/dev/null 2>&1 \
+	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1) \
+	  || echo "note: could not install chromium; the HTML rendering tests will be skipped"
+
 demo: install
 	$(BIN)/edgeclf build --prune 0.5 --int8
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
-test: install install-runtime install-mediapipe
+test: install install-runtime install-mediapipe install-chromium
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime
 

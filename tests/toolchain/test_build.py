@@ -26,7 +26,7 @@ def test_stage_table_order():
 def test_run_folder_contents(tiny_run, tiny_config):
     names = {p.name for p in tiny_run.iterdir()}
     assert {"config.yaml", "labels.txt", "env.json", "keras", "model_float32.tflite", "model_int8.tflite",
-            "report.json", "report.md"} <= names
+            "report.json", "report.md", "report.html", "confusion_float32.png", "confusion_int8.png"} <= names
     assert {p.name for p in (tiny_run / "keras").iterdir()} == {"model.keras", "pruned.keras"}
     assert (tiny_run / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     latest = tiny_run.parent / "latest"
@@ -107,3 +107,17 @@ def test_failed_build_leaves_no_finished_folder_and_keeps_earlier_runs(tiny_run,
     assert sorted(p.name for p in runs.iterdir()) == before
     assert os.readlink(runs / "latest") == latest_before
     assert (tiny_run / "report.json").is_file()
+
+
+def test_report_html_and_confusion_pngs(tiny_run, tiny_report):
+    from tests.browser import CHROMIUM, rendered
+
+    for variant in tiny_report["artifacts"]:
+        assert (tiny_run / f"confusion_{variant}.png").read_bytes()[:4] == b"\x89PNG"
+        assert isinstance(tiny_report["artifacts"][variant]["flips_vs_float32"], list)
+    page = tiny_run / "report.html"
+    assert "Confusion matrices" in page.read_text()
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium is not installed: `make install-chromium`")
+    shown = rendered(page)
+    assert shown["loaded"] == shown["img_tags"] >= 2 and shown["charts"] == 2
