@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 RUNTIME_VENV ?= .venv-runtime
 MEDIAPIPE_VENV ?= .venv-mediapipe
+TFLITE_VENV ?= .venv-tflite
 MEDIAPIPE ?= mediapipe==1.2.2
 BIN = $(VENV)/bin
 PIP_FLAGS = -q --disable-pip-version-check
 
-.PHONY: install install-runtime install-mediapipe install-chromium demo test test-runtime bench clean
+.PHONY: install install-runtime install-mediapipe install-chromium install-tflite-runtime demo test test-runtime \
+	test-tflite-runtime bench clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +28,19 @@ $(RUNTIME_VENV)/.installed: pyproject.toml
 	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
 	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) -e . pytest
 	touch $@
+
+# The legacy tflite-runtime 2.14 as the only backend (it needs numpy<2). Best effort: wheels exist only
+# for some platforms and Pythons; when it cannot be installed, its test run is skipped with a note.
+install-tflite-runtime: $(TFLITE_VENV)/.installed
+
+$(TFLITE_VENV)/.installed: pyproject.toml
+	@( test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV) ) \
+	  && $(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) "tflite-runtime==2.14.0" "numpy<2" "opencv-python-headless<4.11" \
+	       click pyyaml flatbuffers pytest \
+	  && $(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e . \
+	  && touch $@ \
+	  || (echo "note: could not install tflite-runtime into $(TFLITE_VENV); its test run will be skipped"; \
+	      rm -rf $(TFLITE_VENV))
 
 # MediaPipe (a real reader of our TFLite Metadata) needs absl-py 2, which tfmot refuses: its own venv.
 # Best effort: when it cannot be made, the interop test is skipped and says why.
@@ -49,16 +64,23 @@ demo: install
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
-test: install install-runtime install-mediapipe install-chromium
+test: install install-runtime install-mediapipe install-chromium install-tflite-runtime
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime
+	$(MAKE) --no-print-directory test-tflite-runtime
 
 # The runtime tests again, in an environment where TensorFlow is not installed at all.
 test-runtime: install-runtime
 	$(RUNTIME_VENV)/bin/python -m pytest -q tests/runtime -p no:cacheprovider
 
+# The runtime tests once more with tflite-runtime as the only interpreter backend.
+test-tflite-runtime: install-tflite-runtime
+	@if [ -f $(TFLITE_VENV)/.installed ]; then \
+	  EDGECLF_EXPECT_BACKEND=tflite_runtime $(TFLITE_VENV)/bin/python -m pytest -q tests/runtime -p no:cacheprovider; \
+	else echo "skipped: no tflite-runtime venv (see the note above)"; fi
+
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(RUNTIME_VENV) $(MEDIAPIPE_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(RUNTIME_VENV) $(MEDIAPIPE_VENV) $(TFLITE_VENV) runs build *.egg-info

@@ -33,12 +33,13 @@ class InputError(click.ClickException):
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from edgeclf.calibration import CalibrationError
+    from edgeclf.runtime.metadata import MetadataError
     from edgeclf.toolchain._tf import MissingTrainingDependencies
     from edgeclf.toolchain.config import ConfigError
     from edgeclf.toolchain.models import ModelBuildError
 
     return (ModelError, ImageError, folders.DatasetError, BackendError, ConfigError, ModelBuildError,
-            CalibrationError, MissingTrainingDependencies)
+            CalibrationError, MissingTrainingDependencies, MetadataError)
 
 
 def reports_errors(command: Callable) -> Callable:

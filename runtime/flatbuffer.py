@@ -1,16 +1,18 @@
 """Reads a .tflite file's structure (operators, tensor types, constant weights) without running it.
 
-Uses the schema bindings that ai_edge_litert ships (or TensorFlow's), so the interpreter's
-delegates never hide the real op list.
+Parsed with the `flatbuffers` package alone (field numbers from the TFLite schema.fbs), so it works
+with any interpreter backend, and the interpreter's delegates never hide the real op list.
 """
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from flatbuffers import encode, number_types
+from flatbuffers.table import Table
+
+from edgeclf.runtime._op_names import OP_NAMES
 
 # TensorType enum values of the TFLite schema that matter here.
 _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16", 6: "bool"}
@@ -18,29 +20,101 @@ _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.in
 WEIGHT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 
 
-class SchemaUnavailable(ImportError):
-    """Neither ai_edge_litert nor TensorFlow provides the TFLite schema bindings."""
+def root(content: bytes) -> Table:
+    """The root table (Model) of a flatbuffer."""
+    return Table(content, encode.Get(number_types.UOffsetTFlags.packer_type, content, 0))
 
 
-@functools.lru_cache(maxsize=1)
-def _schema() -> Any:
+def _offset(table: Table, field: int) -> int:
+    return table.Offset(4 + 2 * field)
+
+
+def tables(table: Table, field: int) -> list[Table]:
+    """The tables in vector field number `field`."""
+    offset = _offset(table, field)
+    if not offset:
+        return []
+    start = table.Vector(offset)
+    return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(table.VectorLen(offset))]
+
+
+def scalar(table: Table, field: int, flags: type, default: int = 0) -> int:
+    offset = _offset(table, field)
+    return table.Get(flags, offset + table.Pos) if offset else default
+
+
+def string(table: Table, field: int) -> str:
+    offset = _offset(table, field)
+    return table.String(offset + table.Pos).decode("utf-8", "replace") if offset else ""
+
+
+def _span(table: Table, field: int, item: int) -> tuple[int, int]:
+    """(start, byte length) of a vector field, checked to lie inside the file."""
+    offset = _offset(table, field)
+    if not offset:
+        return 0, 0
+    start, length = table.Vector(offset), table.VectorLen(offset) * item
+    if start < 0 or start + length > len(table.Bytes):
+        raise CorruptModel(f"a vector runs past the end of the file (bytes {start}-{start + length} of {len(table.Bytes)})")
+    return start, length
+
+
+def vector_bytes(table: Table, field: int) -> bytes:
+    start, length = _span(table, field, 1)
+    return bytes(table.Bytes[start:start + length])
+
+
+def int_vector(table: Table, field: int) -> tuple[int, ...]:
+    start, length = _span(table, field, 4)
+    return tuple(np.frombuffer(bytes(table.Bytes[start:start + length]), dtype="<i4").tolist())
+
+
+class CorruptModel(ValueError):
+    """A .tflite file whose flatbuffer does not hold together (truncated, flipped bytes, not a model)."""
+
+
+def validate(content: bytes) -> None:
+    """Walks every table and vector an interpreter would follow, inside the file's bounds.
+
+    Some interpreter builds (tflite-runtime 2.14) crash natively on a truncated model; checking in
+    Python first turns that into an exception.
+
+    Raises:
+        CorruptModel: with the first inconsistency found.
+    """
+    import struct
+
     try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError as exc:
-            raise SchemaUnavailable(
-                "Reading the op list needs the TFLite schema bindings shipped with ai-edge-litert: "
-                "`pip install ai-edge-litert`."
-            ) from exc
-    return schema
-
-
-@functools.lru_cache(maxsize=1)
-def _op_names() -> dict[int, str]:
-    ops = _schema().BuiltinOperator
-    return {value: name for name, value in vars(ops).items() if not name.startswith("_")}
+        model = root(content)
+        codes = tables(model, 1)
+        for code in codes:
+            scalar(code, 3, number_types.Int32Flags)
+        buffers = tables(model, 4)
+        for buffer in buffers:
+            vector_bytes(buffer, 0)
+            offset, size = scalar(buffer, 1, number_types.Uint64Flags), scalar(buffer, 2, number_types.Uint64Flags)
+            if offset + size > len(content):
+                raise CorruptModel(f"a buffer's data (bytes {offset}-{offset + size}) lies past the end of the file")
+        graphs = tables(model, 2)
+        if not graphs:
+            raise CorruptModel("no subgraph")
+        for graph in graphs:
+            tensors = tables(graph, 0)
+            for tensor in tensors:
+                int_vector(tensor, 0)
+                if scalar(tensor, 2, number_types.Uint32Flags) >= max(1, len(buffers)):
+                    raise CorruptModel("a tensor refers to a buffer that does not exist")
+            for index in (*int_vector(graph, 1), *int_vector(graph, 2)):
+                if not 0 <= index < len(tensors):
+                    raise CorruptModel(f"graph input/output {index} is not one of its {len(tensors)} tensors")
+            for op in tables(graph, 3):
+                if scalar(op, 0, number_types.Uint32Flags) >= len(codes):
+                    raise CorruptModel("an operator refers to an operator code that does not exist")
+                for index in (*int_vector(op, 1), *int_vector(op, 2)):
+                    if not -1 <= index < len(tensors):
+                        raise CorruptModel(f"an operator refers to tensor {index} of {len(tensors)}")
+    except (struct.error, IndexError, OverflowError, TypeError) as exc:  # flatbuffers' errors on wild offsets
+        raise CorruptModel(f"an offset points outside the file ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -76,33 +150,33 @@ class ModelStructure:
 
 
 def read_structure(content: bytes) -> ModelStructure:
-    """Parses operators and weight tensors from .tflite bytes (first subgraph)."""
-    schema = _schema()
-    model = schema.Model.GetRootAs(content, 0)
-    graph = model.Subgraphs(0)
-    names = _op_names()
+    """Parses operators and weight tensors of the first subgraph.
 
-    def tensor_type(index: int) -> str:
-        return _TENSOR_TYPES.get(graph.Tensors(index).Type(), f"type{graph.Tensors(index).Type()}")
+    Field numbers (schema.fbs): Model.operator_codes 1, subgraphs 2, buffers 4; SubGraph.tensors 0,
+    operators 3; Tensor.type 1, buffer 2; Operator.opcode_index 0, inputs 1, outputs 2;
+    OperatorCode.deprecated_builtin_code 0, builtin_code 3; Buffer.data 0.
+    """
+    model = root(content)
+    codes = [max(scalar(c, 0, number_types.Int8Flags), scalar(c, 3, number_types.Int32Flags))
+             for c in tables(model, 1)]
+    graph = tables(model, 2)[0]
+    tensors = tables(graph, 0)
+    buffers = tables(model, 4)
+    types = [scalar(t, 1, number_types.Int8Flags) for t in tensors]
+
+    def type_name(index: int) -> str:
+        return _TENSOR_TYPES.get(types[index], f"type{types[index]}")
 
     operators, weights = [], {}
-    for op_index in range(graph.OperatorsLength()):
-        op = graph.Operators(op_index)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-        inputs = tuple(i for i in op.InputsAsNumpy().tolist() if i >= 0) if op.InputsLength() else ()
-        outputs = tuple(op.OutputsAsNumpy().tolist()) if op.OutputsLength() else ()
-        operators.append(Operator(name, tuple(map(tensor_type, inputs)), tuple(map(tensor_type, outputs)), inputs))
+    for op_index, op in enumerate(tables(graph, 3)):
+        name = OP_NAMES.get(codes[scalar(op, 0, number_types.Uint32Flags)], "CUSTOM")
+        inputs = tuple(i for i in int_vector(op, 1) if i >= 0)
+        outputs = int_vector(op, 2)
+        operators.append(Operator(name, tuple(map(type_name, inputs)), tuple(map(type_name, outputs)), inputs))
         if name in WEIGHT_OPS and len(inputs) > 1:
-            kernel = _constant(model, graph.Tensors(inputs[1]))
-            if kernel is not None:
-                weights[f"{op_index}:{name}"] = kernel
+            kernel_tensor = tensors[inputs[1]]
+            dtype = _NUMPY_TYPES.get(types[inputs[1]])
+            data = vector_bytes(buffers[scalar(kernel_tensor, 2, number_types.Uint32Flags)], 0)
+            if dtype is not None and data:
+                weights[f"{op_index}:{name}"] = np.frombuffer(data, dtype=dtype)
     return ModelStructure(tuple(operators), weights)
-
-
-def _constant(model: Any, tensor: Any) -> np.ndarray | None:
-    buffer = model.Buffers(tensor.Buffer())
-    dtype = _NUMPY_TYPES.get(tensor.Type())
-    if buffer is None or dtype is None or buffer.DataLength() == 0:
-        return None
-    return np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype)

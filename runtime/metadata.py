@@ -12,8 +12,10 @@ import zipfile
 from dataclasses import dataclass, field
 
 import flatbuffers
+from flatbuffers import number_types
 
 from edgeclf.runtime import _metadata_schema as meta_fb
+from edgeclf.runtime import flatbuffer
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,11 @@ class ModelMetadata:
 
 
 def _litert_schema():
-    from ai_edge_litert import schema_py_generated
-
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError as exc:
+        raise MetadataError("writing metadata needs the TFLite schema bindings of ai-edge-litert: "
+                            "pip install ai-edge-litert") from exc
     return schema_py_generated
 
 
@@ -139,14 +144,21 @@ def write(content: bytes, metadata: ModelMetadata) -> bytes:
 
 
 def _metadata_bytes(content: bytes) -> bytes | None:
-    schema = _litert_schema()
-    model = schema.Model.GetRootAs(content, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name().decode("utf-8", "replace") == METADATA_NAME:
-            buffer = model.Buffers(entry.Buffer())
-            if buffer is not None and buffer.DataLength():
-                return buffer.DataAsNumpy().tobytes()
+    """The TFLITE_METADATA buffer, read with the flatbuffers package alone (no schema bindings).
+
+    Fields (schema.fbs): Model.buffers 4, Model.metadata 6; Metadata.name 0, buffer 1; Buffer.data 0.
+    """
+    model = flatbuffer.root(content)
+    buffers = flatbuffer.tables(model, 4)
+    for entry in flatbuffer.tables(model, 6):
+        if flatbuffer.string(entry, 0) != METADATA_NAME:
+            continue
+        index = flatbuffer.scalar(entry, 1, number_types.Uint32Flags)
+        if index >= len(buffers):
+            raise MetadataError(f"the TFLITE_METADATA entry points at buffer {index} of {len(buffers)}")
+        data = flatbuffer.vector_bytes(buffers[index], 0)
+        if data:
+            return data
     return None
 
 

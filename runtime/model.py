@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeclf.runtime import metadata
 from edgeclf.runtime._backend import get_backend
-from edgeclf.runtime.flatbuffer import ModelStructure, read_structure
+from edgeclf.runtime.flatbuffer import CorruptModel, ModelStructure, read_structure, validate
 from edgeclf.runtime.preprocess import resize
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,19 @@ class Model:
         if len(self.content) < 8 or self.content[4:8] != b"TFL3":
             raise ModelError(f"{self.path}: not a TFLite model (no TFL3 identifier). "
                              "Pass a .tflite file written by `edgeclf build` or the TFLite converter.")
+        try:
+            validate(self.content)
+        except CorruptModel as exc:
+            raise ModelError(f"{self.path}: not a valid TFLite model, truncated or corrupt ({exc}). "
+                             "Export it again or copy the complete file.") from exc
         self.backend = get_backend()
         self.num_threads = num_threads
         try:
             self._interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=num_threads)
             self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        except (ValueError, RuntimeError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise ModelError(f"{self.path}: the interpreter refused this model ({exc}).") from exc
-        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
             shapes = [list(d["shape"]) for d in inputs]
             raise ModelError(f"{self.path}: expected one RGB image input of shape [1, H, W, 3]; "

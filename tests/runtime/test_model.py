@@ -87,3 +87,12 @@ def test_truncated_model_is_refused(tiny_float32, tmp_path):
 def test_missing_model_says_so(tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         Model(tmp_path / "nope.tflite")
+
+
+def test_backend_is_the_one_this_environment_provides():
+    """make test-tflite-runtime sets EDGECLF_EXPECT_BACKEND=tflite_runtime in a venv without ai-edge-litert."""
+    import os
+
+    from edgeclf.runtime._backend import get_backend
+
+    assert get_backend().name == os.environ.get("EDGECLF_EXPECT_BACKEND", "ai_edge_litert")
