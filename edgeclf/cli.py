@@ -556,6 +556,108 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
     return loaded.images
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.option("--source", default="0", help="Webcam index (0, 1), picamera, a video file, an rtsp:// or http:// URL, "
+              "or a folder of images.")
+@threads_option
+@click.option("--top-k", "-k", type=int, default=3, help="Labels per frame.")
+@click.option("--every", type=int, default=1, help="Classify every Nth frame.")
+@click.option("--smooth", type=int, default=1, help="Average the scores over the last K classified frames.")
+@click.option("--threshold", type=float, default=0.0, help='Report "unknown" when the best score is below this.')
+@click.option("--roi", default=None, help="Classify only this region: x,y,w,h in frame pixels.")
+@click.option("--center-crop", is_flag=True, help="Classify the largest centred square of the frame.")
+@click.option("--max-frames", type=int, default=None, show_default="until the source ends or Ctrl-C",
+              help="Stop after this many classified frames.")
+@click.option("--display", is_flag=True, help="Show the annotated frames in a window (needs opencv-python with GUI).")
+@click.option("--record", type=click.Path(dir_okay=False), default=None, help="Write the annotated frames to this .mp4.")
+@click.option("--serve", default=None, help="Serve the live annotated stream and top-k on HOST:PORT "
+              "(e.g. 127.0.0.1:8080; 0.0.0.0:8080 exposes it to the network).")
+@click.option("--quiet", "-q", is_flag=True, help="No JSON line per frame; only the summary.")
+@reports_errors
+def camera(model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
+           roi: str | None, center_crop: bool, max_frames: int | None, display: bool, record: str | None,
+           serve: str | None, quiet: bool) -> None:
+    """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end."""
+    from edgeclf.runtime.serve import LiveServer, parse_address
+    from edgeclf.runtime.sources import SourceError, open_source
+    from edgeclf.runtime.stream import StreamOptionError, StreamOptions, json_line, parse_roi, run_stream
+
+    try:
+        options = StreamOptions(top_k=top_k, every=every, smooth=smooth, threshold=threshold,
+                                roi=parse_roi(roi) if roi else None, center_crop=center_crop, max_frames=max_frames)
+        address = parse_address(serve) if serve else None
+    except (StreamOptionError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    if display:
+        _check_display()
+    model = _load_model(model_path, threads)
+    try:
+        stream_source = open_source(source)
+    except SourceError as exc:
+        raise InputError(str(exc)) from exc
+    server = LiveServer(*address) if address else None
+    if server:
+        click.echo(f"serving {server.url}", err=True)
+    writer: list = []
+    started = [0.0]
+
+    def on_result(result: dict, frame: np.ndarray | None) -> None:
+        if not quiet:
+            click.echo(json_line(result))
+        if frame is None:
+            return
+        if record:
+            if not writer:
+                writer.append(_video_writer(Path(record), frame.shape))
+            writer[0].write(frame)
+        if server:
+            server.publish(result, frame)
+        if display:
+            import cv2
+
+            cv2.imshow("edgeclf camera", frame)
+            if cv2.waitKey(1) & 0xFF == ord("q"):
+                raise KeyboardInterrupt
+
+    try:
+        summary = run_stream(model, stream_source, options, on_result, wants_frames=bool(record or server or display))
+    except StreamOptionError as exc:
+        raise InputError(str(exc)) from exc
+    finally:
+        for w in writer:
+            w.release()
+        if server:
+            server.close()
+    result = summary.as_dict()
+    click.echo(json_line({"summary": result}))
+    stages = ", ".join(f"{name} {v['median']:.2f}" for name, v in result["stage_ms"].items() if v)
+    click.echo(f"{result['ended']}: {result['classified']} frames classified at {result['fps']:.1f} FPS "
+               f"({result['dropped']} dropped, {result['skipped']} skipped); median ms: {stages}", err=True)
+    if summary.ended.startswith("source failed"):
+        raise click.ClickException(f"{source}: {summary.ended}; the summary above covers the frames before it.")
+
+
+def _check_display() -> None:
+    import cv2
+
+    try:
+        cv2.namedWindow("edgeclf camera")
+    except cv2.error as exc:
+        raise InputError("--display needs OpenCV with GUI support (opencv-python, not opencv-python-headless) "
+                         "and a screen; use --serve 127.0.0.1:8080 to watch in a browser instead.") from exc
+
+
+def _video_writer(path: Path, shape: tuple[int, ...]) -> Any:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (shape[1], shape[0]))
+    if not writer.isOpened():
+        raise InputError(f"--record {path}: OpenCV cannot write this file; use a .mp4 path.")
+    return writer
+
+
 def main() -> None:
     cli(prog_name="edgeclf")
 

@@ -1,0 +1,188 @@
+"""Frame sources for `edgeclf camera`: webcams, video files, streams, image folders and the Pi camera.
+
+Every source yields RGB uint8 frames. A live source (webcam, URL, Pi camera) is read by a capture
+thread that keeps only the newest frame, so a slow model never builds a queue; a file or folder is
+read one frame ahead of the model, so every frame is classified and decoding overlaps inference.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edgeclf.runtime.folder import _visible
+from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, load_image
+
+PICAMERA_HINT = ("the Pi camera needs picamera2: on Raspberry Pi OS `sudo apt install python3-picamera2`, "
+                 "then create the venv with `python3 -m venv --system-site-packages` so it can import it")
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or that failed while reading; the message names it."""
+
+
+class Source(Protocol):
+    name: str
+    live: bool  # live sources drop stale frames; files and folders are read in order
+
+    def read(self) -> np.ndarray | None:
+        """The next RGB frame, or None when the source has ended."""
+
+    def close(self) -> None: ...
+
+
+class OpenCVSource:
+    """A V4L2 webcam index, a video file, or an RTSP/HTTP URL, through cv2.VideoCapture."""
+
+    def __init__(self, spec: str | int) -> None:
+        self.name = str(spec)
+        self.live = isinstance(spec, int) or "://" in str(spec)
+        self._capture = cv2.VideoCapture(spec)
+        if not self._capture.isOpened():
+            hint = ("check the camera index (ls /dev/video*) and that no other program holds it"
+                    if isinstance(spec, int) else "check the path or URL and that OpenCV was built with its codec")
+            raise SourceError(f"cannot open video source {spec!r}: {hint}")
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self._capture.read()
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok and frame is not None else None
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class FolderSource:
+    """The images of a folder in name order (hidden files skipped, unreadable ones skipped)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.name, self.live = str(folder), False
+        self._paths = [p for p in sorted(folder.iterdir())
+                       if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if not self._paths:
+            raise SourceError(f"{folder}: no images to play ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        while self._next < len(self._paths):
+            path = self._paths[self._next]
+            self._next += 1
+            try:
+                return load_image(path)
+            except ImageError:
+                continue
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class PicameraSource:
+    """The Raspberry Pi camera through picamera2, imported only when asked for."""
+
+    def __init__(self, size: tuple[int, int] = (640, 480)) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError as exc:
+            raise SourceError(f"--source picamera: {PICAMERA_HINT}.") from exc
+        self.name, self.live = "picamera", True
+        self._camera = Picamera2()
+        self._camera.configure(self._camera.create_video_configuration(main={"format": "RGB888", "size": size}))
+        self._camera.start()
+
+    def read(self) -> np.ndarray | None:
+        # picamera2's "RGB888" is stored B, G, R in memory (its naming follows DRM fourcc), so swap.
+        return cv2.cvtColor(self._camera.capture_array("main"), cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self._camera.stop()
+        self._camera.close()
+
+
+def open_source(spec: str) -> Source:
+    """`0`/`1` (webcam index), `picamera`, a video file, a URL, or a folder of images."""
+    if spec.isdigit():
+        return OpenCVSource(int(spec))
+    if spec == "picamera":
+        return PicameraSource()
+    if "://" in spec:
+        return OpenCVSource(spec)
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path)
+    if not path.is_file():
+        raise SourceError(f"--source {spec}: no such file or folder. Use a webcam index (0), picamera, "
+                          "a video file, an rtsp:// or http:// URL, or a folder of images.")
+    return OpenCVSource(spec)
+
+
+@dataclass
+class Frame:
+    index: int  # position in the source, counting dropped frames
+    image: np.ndarray
+    captured: float  # time.time() when read
+    capture_ms: float
+
+
+class FrameGrabber:
+    """Reads a source in its own thread; hands the model the newest frame (live) or the next one (files)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.read = self.dropped = 0
+        self.error: str | None = None
+        self._frame: Frame | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._condition = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="edgeclf-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                image = self.source.read()
+                capture_ms = (time.perf_counter() - t0) * 1000.0
+                if image is None:
+                    break
+                with self._condition:
+                    if not self.source.live:  # files: wait until the model took the previous frame
+                        while self._frame is not None and not self._stop.is_set():
+                            self._condition.wait(0.1)
+                    elif self._frame is not None:
+                        self.dropped += 1  # a live frame the model never saw
+                    self._frame = Frame(self.read, image, time.time(), capture_ms)
+                    self.read += 1
+                    self._condition.notify_all()
+        except Exception as exc:  # noqa: BLE001 - any failure of a camera or decoder ends the stream cleanly
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._condition:
+                self._ended = True
+                self._condition.notify_all()
+
+    def next(self, timeout: float = 10.0) -> Frame | None:
+        """The frame to classify now; None when the source has ended (or stalled for `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._frame is None and not self._ended:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.error = self.error or f"no frame for {timeout:.0f} s"
+                    return None
+                self._condition.wait(remaining)
+            frame, self._frame = self._frame, None
+            self._condition.notify_all()
+            return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._condition:
+            self._condition.notify_all()
+        self._thread.join(timeout=5)
+        self.source.close()

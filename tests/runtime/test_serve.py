@@ -1,0 +1,139 @@
+"""`camera --serve`: the page, the MJPEG stream and the status, nothing else; checked with HTTP and Chromium."""
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import tempfile
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeclf.cli import cli
+from edgeclf.runtime.model import Model
+from edgeclf.runtime.serve import LiveServer, parse_address
+from edgeclf.runtime.stream import StreamOptions, run_stream
+from tests.browser import CHROMIUM, FLAGS, needs_chromium
+
+
+class LiveTestCard:
+    """A live source at about 30 frames per second: a bright square moving over a grey card."""
+
+    name, live = "test card", True
+
+    def __init__(self):
+        self.count = 0
+
+    def read(self):
+        time.sleep(0.03)
+        self.count += 1
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        x = (self.count * 4) % 260
+        frame[80:160, x:x + 60] = (255, 200, 40)
+        return frame
+
+    def close(self):
+        pass
+
+
+@pytest.fixture()
+def live_server(tiny_int8):
+    server = LiveServer("127.0.0.1", 0)
+    done = threading.Event()
+    model = Model(tiny_int8)
+    thread = threading.Thread(target=run_stream, daemon=True, kwargs=dict(
+        model=model, source=LiveTestCard(), options=StreamOptions(), wants_frames=True,
+        on_result=lambda record, frame: server.publish(record, frame), stop=done.is_set))
+    thread.start()
+    deadline = time.time() + 10
+    while server.status()["result"] is None and time.time() < deadline:
+        time.sleep(0.05)
+    yield server
+    done.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def _get(server, path, method="GET"):
+    connection = http.client.HTTPConnection(*server.address, timeout=10)
+    connection.request(method, path)
+    response = connection.getresponse()
+    return connection, response
+
+
+def test_page_status_and_stream(live_server):
+    _, page = _get(live_server, "/")
+    assert page.status == 200 and b"/stream.mjpg" in page.read()
+    _, status = _get(live_server, "/status.json")
+    data = json.loads(status.read())
+    assert data["frames"] >= 1 and data["result"]["top_k"][0]["label"] in [str(i) for i in range(10)]
+    connection, stream = _get(live_server, "/stream.mjpg")
+    assert stream.status == 200 and "multipart/x-mixed-replace" in stream.getheader("Content-Type")
+    assert stream.readline().strip() == b"--edgeclf-frame"
+    headers = {}
+    while (line := stream.readline().strip()):
+        key, _, value = line.decode().partition(": ")
+        headers[key] = value
+    jpeg = stream.read(int(headers["Content-Length"]))
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert frame.shape == (240, 320, 3)
+    connection.close()
+
+
+@pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/stream.mjpg/../../README.md",
+                                  "/tests/fixtures/digits_tiny/labels.txt", "//etc/passwd", "/index.html"])
+def test_nothing_else_is_served(live_server, path):
+    _, response = _get(live_server, path)
+    assert response.status == 404 and response.read() == b"not found\n"
+
+
+def test_read_only(live_server):
+    _, response = _get(live_server, "/", method="POST")
+    assert response.status == 405
+
+
+def test_several_viewers_share_one_encoding(live_server):
+    connections = [_get(live_server, "/stream.mjpg") for _ in range(4)]
+    for _, stream in connections:
+        assert stream.readline().strip() == b"--edgeclf-frame"
+    assert all(stream.status == 200 for _, stream in connections)
+    for connection, _ in connections:
+        connection.close()
+
+
+def test_address_parsing():
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address(":8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    with pytest.raises(ValueError, match="--serve must be HOST:PORT"):
+        parse_address("host:99999")
+
+
+def test_cli_serve_announces_its_address(tiny_int8, tmp_path):
+    from tests.runtime.test_camera import make_video
+
+    video = make_video(tmp_path / "clip.mp4")
+    result = CliRunner().invoke(cli, ["camera", str(tiny_int8), "--source", str(video), "--serve", "127.0.0.1:0",
+                                      "--max-frames", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "serving http://127.0.0.1:" in result.output
+
+
+@needs_chromium
+def test_chromium_shows_the_frame_and_labels(live_server, tmp_path):
+    with tempfile.TemporaryDirectory() as profile:
+        base = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=3000"]
+        dom = subprocess.run([*base, "--dump-dom", live_server.url], capture_output=True, text=True, timeout=60).stdout
+        shot = tmp_path / "page.png"
+        subprocess.run([*base, "--window-size=800,600", f"--screenshot={shot}", live_server.url],
+                       capture_output=True, timeout=60)
+    labels = dom.split('id="labels">', 1)[1].split("</div>", 1)[0]
+    assert "FPS" in labels and "waiting" not in labels  # the script filled in the live top-k
+    image = cv2.imread(str(shot))
+    # The stream's orange square (BGR 40, 200, 255) is on screen: the frame rendered, not just the page.
+    orange = np.all(np.abs(image.astype(int) - (40, 200, 255)) < 40, axis=2)
+    assert orange.sum() > 500
