@@ -19,27 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = ((1.0, 224), (0.35, 96))
-
-
-def build_models(folder: Path) -> dict[str, Path]:
-    from edgeclf.runtime.metadata import ModelMetadata, write
-    from edgeclf.toolchain._tf import keras
-    from edgeclf.toolchain.config import ModelConfig
-    from edgeclf.toolchain.export import convert_float32, convert_int8
-    from edgeclf.toolchain.models import create_model
-
-    keras().utils.set_random_seed(0)
-    labels = ModelMetadata(name="mobilenet_v2 random weights", labels=tuple(str(i) for i in range(10)))
-    models = {}
-    for alpha, size in VARIANTS:
-        model = create_model(ModelConfig(name="mobilenet_v2", alpha=alpha, weights="none"), 10, size)
-        calibration = np.random.default_rng(0).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
-        for variant, content in (("float32", convert_float32(model)), ("int8", convert_int8(model, calibration))):
-            path = folder / f"mobilenet_v2_{alpha}_{size}_{variant}.tflite"
-            path.write_bytes(write(content, labels))
-            models[path.stem] = path
-    return models
+from _mobilenets import build_models
 
 
 def edgeclf_median(model: Path, threads: int, runs: int, min_time: float) -> float:

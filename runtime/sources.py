@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -126,13 +126,24 @@ class Frame:
     image: np.ndarray
     captured: float  # time.time() when read
     capture_ms: float
+    tensor: Any = None  # prepare(image), computed in the capture thread
+    preprocess_ms: float = 0.0
+    error: Exception | None = None  # what prepare() raised, re-raised by the consumer
 
 
 class FrameGrabber:
-    """Reads a source in its own thread; hands the model the newest frame (live) or the next one (files)."""
+    """Reads a source in its own thread; hands the model the newest frame (live) or the next one (files).
 
-    def __init__(self, source: Source) -> None:
+    Args:
+        prepare: frame -> model input, run in the capture thread so that preprocessing the next
+            frame overlaps inference on the current one (the capture thread mostly waits in native
+            code, which releases the GIL).
+        every: prepare only every Nth frame (the others are skipped by the consumer).
+    """
+
+    def __init__(self, source: Source, prepare: Callable[[np.ndarray], Any] | None = None, every: int = 1) -> None:
         self.source = source
+        self._prepare, self._every = prepare, every
         self.read = self.dropped = 0
         self.error: str | None = None
         self._frame: Frame | None = None
@@ -150,13 +161,21 @@ class FrameGrabber:
                 capture_ms = (time.perf_counter() - t0) * 1000.0
                 if image is None:
                     break
+                frame = Frame(self.read, image, time.time(), capture_ms)
+                if self._prepare is not None and frame.index % self._every == 0:
+                    t0 = time.perf_counter()
+                    try:
+                        frame.tensor = self._prepare(image)
+                    except Exception as exc:  # noqa: BLE001 - handed to the consumer, which decides
+                        frame.error = exc
+                    frame.preprocess_ms = (time.perf_counter() - t0) * 1000.0
                 with self._condition:
                     if not self.source.live:  # files: wait until the model took the previous frame
                         while self._frame is not None and not self._stop.is_set():
                             self._condition.wait(0.1)
                     elif self._frame is not None:
                         self.dropped += 1  # a live frame the model never saw
-                    self._frame = Frame(self.read, image, time.time(), capture_ms)
+                    self._frame = frame
                     self.read += 1
                     self._condition.notify_all()
         except Exception as exc:  # noqa: BLE001 - any failure of a camera or decoder ends the stream cleanly

@@ -1,7 +1,8 @@
 """The live classification loop behind `edgeclf camera`: frames in, top-k labels and timings out.
 
-Stages per frame: capture (in its own thread), preprocess (crop + resize; uint8 models get the
-resized pixels with no float math), invoke, post (dequantize, smoothing, top-k, threshold).
+Stages per frame: capture and preprocess (crop + resize; uint8 models get the resized pixels with
+no float math) in the capture thread, overlapping the model; then invoke and post (dequantize,
+smoothing, top-k, threshold) in this loop.
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
         on_result: called with each result record and, when wants_frames, the annotated BGR frame.
     """
     summary = StreamSummary(source.name)
-    grabber = FrameGrabber(source)
+    grabber = FrameGrabber(source, lambda image: model.prepare(crop(image, options)), options.every)
     history: deque[np.ndarray] = deque(maxlen=options.smooth)
     started = time.perf_counter()
     try:
@@ -130,10 +131,10 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
             if frame.index % options.every:
                 summary.skipped += 1
                 continue
-            t0 = time.perf_counter()
-            tensor = model.prepare(crop(frame.image, options))
+            if frame.error is not None:
+                raise frame.error
             t1 = time.perf_counter()
-            raw = model.invoke(tensor)
+            raw = model.invoke(frame.tensor)
             t2 = time.perf_counter()
             history.append(model.dequantize(raw)[0])
             scores = np.mean(history, axis=0) if len(history) > 1 else history[0]
@@ -142,7 +143,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
                 top.insert(0, {"label": "unknown", "score": top[0]["score"]})
                 top = top[:options.top_k]
             t3 = time.perf_counter()
-            stage = {"capture": frame.capture_ms, "preprocess": (t1 - t0) * 1e3, "invoke": (t2 - t1) * 1e3,
+            stage = {"capture": frame.capture_ms, "preprocess": frame.preprocess_ms, "invoke": (t2 - t1) * 1e3,
                      "post": (t3 - t2) * 1e3}
             for name, value in stage.items():
                 summary.stage_ms[name].append(value)
