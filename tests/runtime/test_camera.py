@@ -201,3 +201,15 @@ def test_picamera_missing_says_how_to_install(tiny_int8, monkeypatch):
 def test_options_validate_on_their_own():
     with pytest.raises(StreamOptionError, match="--roi and --center-crop exclude each other"):
         StreamOptions(roi=(0, 0, 4, 4), center_crop=True)
+
+
+def test_display_without_gui_support_says_what_to_do(tiny_int8, digits_val):
+    if hasattr(cv2, "imshow"):
+        try:
+            cv2.namedWindow("probe")
+            cv2.destroyWindow("probe")
+            pytest.skip("this OpenCV can open windows")
+        except cv2.error:
+            pass
+    result = CliRunner().invoke(cli, ["camera", str(tiny_int8), "--source", str(digits_val / "3"), "--display"])
+    assert result.exit_code == 2 and "--display needs OpenCV with GUI support" in result.output
