@@ -75,7 +75,8 @@ def test_record_writes_annotated_frames(tiny_int8, tmp_path):
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     ok, frame = capture.read()
-    assert ok and frame.shape[:2] == (48, 64) and frame[:20, :40].max() > 240  # white label text drawn
+    # White label text (255) stands out of the clip (200 at most) even after mp4v compression.
+    assert ok and frame.shape[:2] == (48, 64) and frame[:20, :40].max() > 220
 
 
 def test_roi_and_center_crop(tiny_int8, tmp_path):
