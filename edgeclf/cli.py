@@ -98,7 +98,9 @@ _BUILD_FLAGS = {
     "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
     "prune": "prune.sparsity", "prune_epochs": "prune.epochs", "int8": "quantize.int8",
-    "calib_size": "quantize.calib_size", "out": "export.out",
+    "calib_size": "quantize.calib_size", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
+    "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop",
+    "out": "export.out",
 }
 
 
@@ -123,6 +125,14 @@ _BUILD_FLAGS = {
               help="Also export a full-integer model (uint8 pixels in, scale 1, zero point 0).")
 @click.option("--calib-size", type=int, default=_DEFAULTS.quantize.calib_size,
               help="Representative images for int8 calibration (class-stratified).")
+@click.option("--io", type=str, default=_DEFAULTS.quantize.io,
+              help="Input/output type of the int8 model: uint8 (raw pixels, scale 1), int8 or float32.")
+@click.option("--per-tensor", is_flag=True, help="One quantization scale per tensor instead of per channel.")
+@click.option("--float16", is_flag=True, help="Also export float16 weights (model_float16.tflite).")
+@click.option("--dynamic", is_flag=True, help="Also export dynamic-range int8 weights (model_dynamic.tflite).")
+@click.option("--max-drop", type=float, default=None,
+              help="Fail (exit 1, run kept as <name>-failed) when an int8 variant's top-1 is more than this many "
+                   "points below float32.")
 @click.option("--out", default=_DEFAULTS.export.out, help="Runs folder; each build writes one run inside.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML build config; flags given on the command line override it.")
@@ -139,6 +149,7 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     config = config.override(given)
 
+    from edgeclf.toolchain.build import QualityGateFailed
     from edgeclf.toolchain.build import build as run_build
     from edgeclf.toolchain.export import ExportError
 
@@ -147,6 +158,8 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
         run_dir = run_build(config, log=log)
     except ExportError as exc:
         raise click.ClickException(f"export failed: {exc}") from exc
+    except QualityGateFailed as exc:
+        raise click.ClickException(f"quality gate failed: {exc}") from exc
     report = json.loads((run_dir / "report.json").read_text())
     summary = {"run": str(run_dir), "artifacts": {
         name: {"path": str(run_dir / a["path"]), "accuracy": a["accuracy"], "bytes": a["bytes"],

@@ -75,7 +75,7 @@ class PruneResult:
 
 @dataclass
 class QuantizeResult:
-    int8: bytes | None
+    contents: dict[str, bytes]  # variant -> .tflite bytes, for every variant besides float32
     calibration: CalibrationSet | None
 
 
@@ -145,23 +145,34 @@ def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
 
 
 def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
-    from edgeclf.toolchain.export import convert_int8
+    """Converts every variant besides float32 (the export table decides which need calibration)."""
+    from edgeclf.toolchain.export import CONVERTERS, VARIANTS
 
-    if not config.quantize.int8:
-        return QuantizeResult(None, None)
-    data: DataResult = ctx.results["data"]
-    train = data.splits.train
-    calibration = select(train.images, train.labels, data.splits.classes, train.paths,
-                         config.quantize.calib_size, config.seed)
-    ctx.log(f"  calibrating on {len(calibration.indices)} images (pixel range {calibration.pixel_min}-{calibration.pixel_max})")
-    return QuantizeResult(convert_int8(ctx.results["prune"].model, train.images[calibration.indices]), calibration)
+    quantize = config.quantize
+    model = ctx.results["prune"].model
+    calibration, images, contents = None, None, {}
+    for name in quantize.variants():
+        if VARIANTS[name].needs_calibration:
+            if calibration is None:
+                data: DataResult = ctx.results["data"]
+                train = data.splits.train
+                calibration = select(train.images, train.labels, data.splits.classes, train.paths,
+                                     quantize.calib_size, config.seed)
+                images = train.images[calibration.indices]
+                ctx.log(f"  calibrating on {len(calibration.indices)} images "
+                        f"(pixel range {calibration.pixel_min}-{calibration.pixel_max})")
+            contents[name] = CONVERTERS[name](model, images, io=quantize.io, per_channel=not quantize.per_tensor)
+        else:
+            contents[name] = CONVERTERS[name](model)
+    return QuantizeResult(contents, calibration)
 
 
 def _with_metadata(content: bytes, variant: str, config: BuildConfig, data: DataResult) -> bytes:
     """Packs TFLite Metadata (labels, RGB 0-255 input, mean 0 / std 1) into an artifact."""
     from edgeclf import __version__
 
-    io_text = "uint8 pixels, scale 1, zero point 0" if variant == "int8" else "float32 pixels"
+    io_text = {"uint8": "uint8 pixels, scale 1, zero point 0", "int8": "int8 values (see the input quantization)",
+               "float32": "float32 pixels"}[config.quantize.io] if variant == "int8" else "float32 pixels"
     description = (f"{config.model.name} image classifier ({len(data.splits.classes)} classes) built by edgeclf "
                    f"{__version__}. Input: RGB pixels 0-255 as {io_text}, resized to {data.size}x{data.size}; "
                    "the model normalizes them itself. Output: class probabilities.")
@@ -192,10 +203,9 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     started = time.perf_counter()
     artifacts["float32"] = run_dir / "model_float32.tflite"
     _write_artifact(artifacts["float32"], _with_metadata(convert_float32(final), "float32", config, data), ctx, started)
-    int8 = ctx.results["quantize"].int8
-    if int8 is not None:
-        artifacts["int8"] = run_dir / "model_int8.tflite"
-        _write_artifact(artifacts["int8"], _with_metadata(int8, "int8", config, data), ctx, time.perf_counter())
+    for name, content in ctx.results["quantize"].contents.items():
+        artifacts[name] = run_dir / f"model_{name}.tflite"
+        _write_artifact(artifacts[name], _with_metadata(content, name, config, data), ctx, time.perf_counter())
     dense = convert_float32(ctx.results["train"].model) if config.prune.sparsity > 0 else None
     return ExportResult(artifacts, dense)
 
@@ -273,6 +283,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
         "history": {"train": ctx.results["train"].history, "prune": prune.history},
         "stages": dict(ctx.seconds),
+        "gate": quality_gate(config, evaluated.artifacts),
     }
     report_module.write_json(ctx.run_dir / "report.json", report)
     (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
@@ -283,6 +294,29 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     confusions = {name: (ctx.run_dir / f"confusion_{name}.png").read_bytes() for name in report["artifacts"]}
     (ctx.run_dir / "report.html").write_text(report_module.html_page(report, confusions, thumbnails), encoding="utf-8")
     return report
+
+
+GATED_VARIANTS = ("int8", "dynamic")  # the variants with int8 weights, which --max-drop holds to account
+
+
+class QualityGateFailed(RuntimeError):
+    """The build finished but an int8 variant lost more accuracy than --max-drop allows."""
+
+    def __init__(self, run_dir: Path, message: str) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def quality_gate(config: BuildConfig, artifacts: dict[str, dict]) -> dict:
+    """Top-1 drop of each int8-weight variant against float32, and whether --max-drop holds."""
+    reference = artifacts["float32"]["accuracy"]
+    drops = {name: round(100 * (reference - artifacts[name]["accuracy"]), 4)
+             for name in GATED_VARIANTS if name in artifacts}
+    limit = config.quantize.max_drop
+    failed = {name: drop for name, drop in drops.items() if limit is not None and drop > limit}
+    return {"max_drop": limit, "drop_points": drops, "passed": not failed,
+            "failed": [f"{name} top-1 is {drop:.2f} points below float32 (--max-drop {limit})"
+                       for name, drop in failed.items()]}
 
 
 # The single source of truth for what a build does, in order.
@@ -297,17 +331,18 @@ def _env(config: BuildConfig) -> dict:
             "platform": platform.platform(), "seed": config.seed}
 
 
-def _finish(tmp: Path, out: Path, name: str) -> Path:
-    """Renames the complete run into place and repoints runs/latest, each step atomic."""
+def _finish(tmp: Path, out: Path, name: str, point_latest: bool = True) -> Path:
+    """Renames the complete run into place and (unless told not to) repoints runs/latest, each step atomic."""
     final = out / name
     suffix = 1
     while final.exists():
         suffix += 1
         final = out / f"{name}-{suffix}"
     os.replace(tmp, final)
-    link = out / f".latest-{uuid.uuid4().hex[:8]}"
-    link.symlink_to(final.name)
-    os.replace(link, out / "latest")
+    if point_latest:
+        link = out / f".latest-{uuid.uuid4().hex[:8]}"
+        link.symlink_to(final.name)
+        os.replace(link, out / "latest")
     return final
 
 
@@ -315,6 +350,7 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
     """Runs every stage and returns the finished run folder.
 
     Raises:
+        QualityGateFailed: --max-drop was exceeded; the run is written as <name>-failed.
         Whatever a stage raises; the partial run folder is removed first.
     """
     require_training_dependencies()
@@ -335,4 +371,10 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     data: DataResult = ctx.results["data"]
-    return _finish(tmp, out, f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data.size}")
+    name = f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data.size}"
+    gate = ctx.results["report"]["gate"]
+    if not gate["passed"]:
+        # Written in full for inspection, but named as failed and never made runs/latest.
+        run_dir = _finish(tmp, out, f"{name}-failed", point_latest=False)
+        raise QualityGateFailed(run_dir, "; ".join(gate["failed"]) + f". The run is in {run_dir} (not runs/latest).")
+    return _finish(tmp, out, name)

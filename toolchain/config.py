@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 BUILTIN_DATASETS = ("digits",)
+IO_TYPES = ("uint8", "int8", "float32")
 
 
 class ConfigError(ValueError):
@@ -87,17 +88,36 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    int8: bool = False
+    int8: bool = False  # full integer, calibrated on a representative set
+    float16: bool = False  # float16 weights, float32 compute
+    dynamic: bool = False  # int8 weights, float activations (dynamic range)
+    io: str = "uint8"  # the int8 model's input/output type
+    per_tensor: bool = False  # one scale per tensor instead of per channel
     calib_size: int = 300
+    max_drop: float | None = None  # fail the build past this top-1 drop (points) of an int8 variant
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.int8, bool), f"--int8 is a switch (true/false); received {self.int8!r}.")
+        for name in ("int8", "float16", "dynamic", "per_tensor"):
+            value = getattr(self, name)
+            _require(isinstance(value, bool),
+                     f"--{name.replace('_', '-')} is a switch (true/false); received {value!r}.")
+        _require(self.io in IO_TYPES, f"--io must be one of {', '.join(IO_TYPES)}; received {self.io!r}. "
+                 "Use --io uint8 (raw pixels in, what MediaPipe and most devices take).")
         _require(_is_int(self.calib_size) and self.calib_size >= 1,
                  f"--calib-size must be an integer >= 1; received {self.calib_size!r}. Use e.g. --calib-size 300.")
+        _require(self.max_drop is None or (isinstance(self.max_drop, (int, float)) and not isinstance(self.max_drop, bool)
+                                           and 0 <= self.max_drop <= 100),
+                 f"--max-drop must be in [0, 100] points; received {self.max_drop!r}. Use e.g. --max-drop 1.0.")
+        _require(self.max_drop is None or self.int8 or self.dynamic,
+                 f"--max-drop {self.max_drop} gates an int8 variant, but none is built. Add --int8 or --dynamic.")
 
     @classmethod
-    def for_int8(cls, calib_size: int = 300) -> "QuantizeConfig":
-        return cls(int8=True, calib_size=calib_size)
+    def for_int8(cls, calib_size: int = 300, io: str = "uint8") -> "QuantizeConfig":
+        return cls(int8=True, calib_size=calib_size, io=io)
+
+    def variants(self) -> tuple[str, ...]:
+        """The artifacts besides float32, in the order of the export table."""
+        return tuple(name for name in ("int8", "float16", "dynamic") if getattr(self, name))
 
 
 @dataclass(frozen=True)

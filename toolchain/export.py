@@ -1,8 +1,12 @@
-"""Keras -> .tflite: float32, and full-integer int8 with raw uint8 pixels as input."""
+"""Keras -> .tflite for every artifact variant: float32, full-integer int8, float16 and dynamic range.
+
+VARIANTS is the single table of what can be exported; the build and the report follow it.
+"""
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -16,15 +20,49 @@ class ExportError(RuntimeError):
     """A conversion that did not produce the artifact asked for."""
 
 
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    full_integer: bool  # gated by --max-drop; must contain no float op
+    needs_calibration: bool
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("float32", "float32 weights and compute", False, False),
+    Variant("int8", "full integer: int8 weights and activations, calibrated", True, True),
+    Variant("float16", "float16 weights, float32 compute", False, False),
+    Variant("dynamic", "int8 weights, float32 activations (dynamic range)", False, False),
+)}
+
+
 def convert_float32(model: Any) -> bytes:
     return tf().lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def convert_int8(model: Any, calibration_images: np.ndarray) -> bytes:
+def convert_float16(model: Any) -> bytes:
+    tf_ = tf()
+    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf_.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf_.float16]
+    return converter.convert()
+
+
+def convert_dynamic(model: Any) -> bytes:
+    tf_ = tf()
+    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf_.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def convert_int8(model: Any, calibration_images: np.ndarray, io: str = "uint8", per_channel: bool = True) -> bytes:
     """Full-integer quantization (TFLITE_BUILTINS_INT8) calibrated on RGB uint8 images.
 
-    The input is uint8 with scale 1 and zero point 0, so a camera frame goes in with no
-    arithmetic; the output is uint8 probabilities (scale 1/256).
+    Args:
+        io: the input/output type. uint8 (default): input scale 1, zero point 0, so a camera
+            frame goes in with no arithmetic, and uint8 probabilities (scale 1/256) come out.
+            int8: the converter's int8 I/O. float32: float I/O around an integer model.
+        per_channel: one scale per output channel of each kernel (False: per tensor).
 
     Raises:
         ExportError: a float op remains, or the input cannot take raw pixels.
@@ -39,14 +77,23 @@ def convert_int8(model: Any, calibration_images: np.ndarray) -> bytes:
     converter.optimizations = [tf_.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf_.uint8
-    converter.inference_output_type = tf_.uint8
-    content = _raw_pixel_input(converter.convert())
+    io_type = {"uint8": tf_.uint8, "int8": tf_.int8, "float32": tf_.float32}[io]
+    converter.inference_input_type = converter.inference_output_type = io_type
+    if not per_channel:
+        converter._experimental_disable_per_channel = True  # the converter's only switch for this
+    content = converter.convert()
+    if io == "uint8":
+        content = _raw_pixel_input(content)
     float_ops = read_structure(content).float_ops()
     if float_ops:
         raise ExportError(f"full-integer conversion left float32 ops: {sorted(set(float_ops))}. "
                           "These layers have no int8 kernel in TFLite; replace them in the model.")
     return content
+
+
+CONVERTERS: dict[str, Callable[..., bytes]] = {
+    "float32": convert_float32, "int8": convert_int8, "float16": convert_float16, "dynamic": convert_dynamic,
+}
 
 
 def _raw_pixel_input(content: bytes) -> bytes:

@@ -56,6 +56,13 @@ def markdown(report: dict) -> str:
     lines += ["", "| layer | weights | sparsity | pruned |", "|---|---|---|---|"]
     for name, layer in sparsity["layers"].items():
         lines.append(f"| {name} | {layer['weights']} | {layer['sparsity']:.3f} | {'yes' if layer['pruned'] else 'no (kept dense)'} |")
+    gate = report.get("gate") or {}
+    if gate.get("drop_points"):
+        drops = ", ".join(f"{name} {drop:+.2f}" for name, drop in gate["drop_points"].items())
+        verdict = ("no limit set (--max-drop)" if gate["max_drop"] is None
+                   else "passed" if gate["passed"] else "FAILED: " + "; ".join(gate["failed"]))
+        lines += ["", "## Quantization quality gate", "",
+                  f"Top-1 drop against float32 in points: {drops}. Limit {gate['max_drop']}: {verdict}."]
     calibration = report.get("calibration")
     if calibration:
         lines += ["", "## Calibration", "",
