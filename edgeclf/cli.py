@@ -98,7 +98,7 @@ _BUILD_FLAGS = {
     "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
     "prune": "prune.sparsity", "prune_epochs": "prune.epochs", "int8": "quantize.int8",
-    "calib_size": "quantize.calib_size", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
+    "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
     "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop",
     "out": "export.out",
 }
@@ -125,6 +125,7 @@ _BUILD_FLAGS = {
               help="Also export a full-integer model (uint8 pixels in, scale 1, zero point 0).")
 @click.option("--calib-size", type=int, default=_DEFAULTS.quantize.calib_size,
               help="Representative images for int8 calibration (class-stratified).")
+@click.option("--calib-data", default=None, help="Calibrate on this image folder instead of the training split.")
 @click.option("--io", type=str, default=_DEFAULTS.quantize.io,
               help="Input/output type of the int8 model: uint8 (raw pixels, scale 1), int8 or float32.")
 @click.option("--per-tensor", is_flag=True, help="One quantization scale per tensor instead of per channel.")

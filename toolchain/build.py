@@ -5,6 +5,7 @@ build never leaves a folder that looks finished and never touches an earlier run
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeclf.calibration import CalibrationSet, select
+from edgeclf.calibration import CalibrationSet, check, from_folder, select
 from edgeclf.runtime import metadata as tflite_metadata
 from edgeclf.runtime.bench import LatencyStats, cpu_name, time_invokes
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
@@ -154,17 +155,29 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     for name in quantize.variants():
         if VARIANTS[name].needs_calibration:
             if calibration is None:
-                data: DataResult = ctx.results["data"]
-                train = data.splits.train
-                calibration = select(train.images, train.labels, data.splits.classes, train.paths,
-                                     quantize.calib_size, config.seed)
-                images = train.images[calibration.indices]
-                ctx.log(f"  calibrating on {len(calibration.indices)} images "
+                calibration, images = _representative_set(config, ctx.results["data"])
+                ctx.log(f"  calibrating on {len(calibration.indices)} images from {calibration.source} "
                         f"(pixel range {calibration.pixel_min}-{calibration.pixel_max})")
+                for warning in calibration.warnings:
+                    ctx.log(f"  warning: {warning}")
             contents[name] = CONVERTERS[name](model, images, io=quantize.io, per_channel=not quantize.per_tensor)
         else:
             contents[name] = CONVERTERS[name](model)
     return QuantizeResult(contents, calibration)
+
+
+def _representative_set(config: BuildConfig, data: DataResult) -> tuple[CalibrationSet, np.ndarray]:
+    """The calibration images (training split, or --calib-data) and the checks on them."""
+    quantize, train = config.quantize, data.splits.train
+    if quantize.calib_data:
+        calibration, images = from_folder(quantize.calib_data, data.size, quantize.calib_size, config.seed)
+    else:
+        calibration = select(train.images, train.labels, data.splits.classes, train.paths, quantize.calib_size,
+                             config.seed)
+        images = train.images[calibration.indices]
+    per_class = calibration.per_class if set(calibration.per_class) <= set(data.splits.classes) else {}
+    warnings = check(images, per_class, train.images, data.splits.classes if per_class else [])
+    return dataclasses.replace(calibration, warnings=tuple(warnings)), images
 
 
 def _with_metadata(content: bytes, variant: str, config: BuildConfig, data: DataResult) -> bytes:

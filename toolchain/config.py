@@ -94,6 +94,7 @@ class QuantizeConfig:
     io: str = "uint8"  # the int8 model's input/output type
     per_tensor: bool = False  # one scale per tensor instead of per channel
     calib_size: int = 300
+    calib_data: str | None = None  # a folder of representative images instead of the training split
     max_drop: float | None = None  # fail the build past this top-1 drop (points) of an int8 variant
 
     def __post_init__(self) -> None:
@@ -105,6 +106,8 @@ class QuantizeConfig:
                  "Use --io uint8 (raw pixels in, what MediaPipe and most devices take).")
         _require(_is_int(self.calib_size) and self.calib_size >= 1,
                  f"--calib-size must be an integer >= 1; received {self.calib_size!r}. Use e.g. --calib-size 300.")
+        _require(self.calib_data is None or (isinstance(self.calib_data, str) and self.calib_data != ""),
+                 f"--calib-data must be a folder path; received {self.calib_data!r}. Use e.g. --calib-data photos/calib.")
         _require(self.max_drop is None or (isinstance(self.max_drop, (int, float)) and not isinstance(self.max_drop, bool)
                                            and 0 <= self.max_drop <= 100),
                  f"--max-drop must be in [0, 100] points; received {self.max_drop!r}. Use e.g. --max-drop 1.0.")

@@ -66,9 +66,11 @@ def markdown(report: dict) -> str:
     calibration = report.get("calibration")
     if calibration:
         lines += ["", "## Calibration", "",
-                  f"{calibration['size']} training images (class-stratified, seed {calibration['seed']}, no augmentation), "
+                  f"{calibration['size']} images from {calibration.get('source', 'the training split')} "
+                  f"(class-stratified, seed {calibration['seed']}, no augmentation), "
                   f"pixel range {calibration['pixel_range']}; per class: "
                   + ", ".join(f"{k}: {v}" for k, v in calibration["per_class"].items()) + "."]
+        lines += [f"- warning: {w}" for w in calibration.get("warnings", [])]
     lines += ["", "## Stages (seconds)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in report["stages"].items()]
     return "\n".join(lines) + "\n"

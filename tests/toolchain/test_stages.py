@@ -79,3 +79,17 @@ def test_registry_sizes_and_mobilenet_without_weights():
     missing = BuildConfig().model.__class__(name="mobilenet_v2", alpha=0.35, weights="/nope/weights.h5")
     with pytest.raises(ModelBuildError, match="--weights /nope/weights.h5: no such file"):
         create_model(missing, 4, 32)
+
+
+def test_calibration_from_its_own_folder_is_reported(tmp_path):
+    import json
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(calib / f"{i}.png"), np.full((8, 8, 3), 20 * i, np.uint8))
+    config = BuildConfig().override({"model.name": "tiny", "model.size": 16, "train.epochs": 1, "quantize.int8": True,
+                                     "quantize.calib_data": str(calib), "export.out": str(tmp_path / "runs")})
+    report = json.loads((build(config) / "report.json").read_text())
+    assert report["calibration"]["source"] == str(calib) and report["calibration"]["size"] == 12
+    assert isinstance(report["calibration"]["warnings"], list)
