@@ -99,7 +99,7 @@ _BUILD_FLAGS = {
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
     "prune": "prune.sparsity", "prune_epochs": "prune.epochs", "int8": "quantize.int8",
     "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
-    "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop",
+    "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop", "keep_float": "quantize.keep_float",
     "out": "export.out",
 }
 
@@ -131,6 +131,8 @@ _BUILD_FLAGS = {
 @click.option("--per-tensor", is_flag=True, help="One quantization scale per tensor instead of per channel.")
 @click.option("--float16", is_flag=True, help="Also export float16 weights (model_float16.tflite).")
 @click.option("--dynamic", is_flag=True, help="Also export dynamic-range int8 weights (model_dynamic.tflite).")
+@click.option("--keep-float", multiple=True, metavar="LAYER",
+              help="Also export model_int8_mixed.tflite with this Keras layer left in float (repeatable; not full integer).")
 @click.option("--max-drop", type=float, default=None,
               help="Fail (exit 1, run kept as <name>-failed) when an int8 variant's top-1 is more than this many "
                    "points below float32.")

@@ -36,6 +36,7 @@ from edgeclf.toolchain.models import ModelSpec, create_model, get_spec, input_si
 log = logging.getLogger(__name__)
 
 LATENCY_THREADS = 1  # report latency single-threaded: the most stable figure on a shared machine
+DEBUG_IMAGES = 32  # validation images the quantization debugger compares float and int8 layers on
 
 
 @dataclass
@@ -78,6 +79,7 @@ class PruneResult:
 class QuantizeResult:
     contents: dict[str, bytes]  # variant -> .tflite bytes, for every variant besides float32
     calibration: CalibrationSet | None
+    layer_errors: list[dict]  # the int8 model's worst layers (QuantizationDebugger), worst first
 
 
 @dataclass
@@ -147,7 +149,7 @@ def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
 
 def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     """Converts every variant besides float32 (the export table decides which need calibration)."""
-    from edgeclf.toolchain.export import CONVERTERS, VARIANTS
+    from edgeclf.toolchain.export import CONVERTERS, VARIANTS, layer_errors
 
     quantize = config.quantize
     model = ctx.results["prune"].model
@@ -160,10 +162,20 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
                         f"(pixel range {calibration.pixel_min}-{calibration.pixel_max})")
                 for warning in calibration.warnings:
                     ctx.log(f"  warning: {warning}")
-            contents[name] = CONVERTERS[name](model, images, io=quantize.io, per_channel=not quantize.per_tensor)
+            options = {"io": quantize.io, "per_channel": not quantize.per_tensor}
+            if name == "int8_mixed":
+                options["keep_float"] = quantize.keep_float
+            contents[name] = CONVERTERS[name](model, images, **options)
         else:
             contents[name] = CONVERTERS[name](model)
-    return QuantizeResult(contents, calibration)
+    errors = []
+    if "int8" in contents:
+        val = ctx.results["data"].splits.val
+        errors = layer_errors(model, images, val.images[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
+        worst = errors[0] if errors else None
+        if worst:
+            ctx.log(f"  largest quantization error: {worst['tensor']} ({worst['rmse_per_step']:.2f} steps RMS)")
+    return QuantizeResult(contents, calibration, errors)
 
 
 def _representative_set(config: BuildConfig, data: DataResult) -> tuple[CalibrationSet, np.ndarray]:
@@ -294,6 +306,8 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "dense_reference": evaluated.dense_reference,
         "sparsity": prune.sparsity,
         "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
+        "quantization_error": {"measure": "RMS error per op output in quantization steps (0.29 = rounding only)",
+                               "worst_layers": quantize.layer_errors},
         "history": {"train": ctx.results["train"].history, "prune": prune.history},
         "stages": dict(ctx.seconds),
         "gate": quality_gate(config, evaluated.artifacts),
@@ -309,7 +323,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     return report
 
 
-GATED_VARIANTS = ("int8", "dynamic")  # the variants with int8 weights, which --max-drop holds to account
+GATED_VARIANTS = ("int8", "dynamic", "int8_mixed")  # the variants with int8 weights, which --max-drop holds to account
 
 
 class QualityGateFailed(RuntimeError):

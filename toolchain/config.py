@@ -96,6 +96,7 @@ class QuantizeConfig:
     calib_size: int = 300
     calib_data: str | None = None  # a folder of representative images instead of the training split
     max_drop: float | None = None  # fail the build past this top-1 drop (points) of an int8 variant
+    keep_float: tuple[str, ...] = ()  # Keras layers left in float in model_int8_mixed.tflite
 
     def __post_init__(self) -> None:
         for name in ("int8", "float16", "dynamic", "per_tensor"):
@@ -111,6 +112,11 @@ class QuantizeConfig:
         _require(self.max_drop is None or (isinstance(self.max_drop, (int, float)) and not isinstance(self.max_drop, bool)
                                            and 0 <= self.max_drop <= 100),
                  f"--max-drop must be in [0, 100] points; received {self.max_drop!r}. Use e.g. --max-drop 1.0.")
+        _require(isinstance(self.keep_float, (tuple, list)) and all(isinstance(n, str) and n for n in self.keep_float),
+                 f"--keep-float takes Keras layer names; received {self.keep_float!r}. Use e.g. --keep-float conv1.")
+        _require(not self.keep_float or self.int8,
+                 f"--keep-float {' '.join(self.keep_float)} makes a mixed variant of the int8 model; add --int8.")
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))  # YAML gives a list
         _require(self.max_drop is None or self.int8 or self.dynamic,
                  f"--max-drop {self.max_drop} gates an int8 variant, but none is built. Add --int8 or --dynamic.")
 
@@ -120,7 +126,8 @@ class QuantizeConfig:
 
     def variants(self) -> tuple[str, ...]:
         """The artifacts besides float32, in the order of the export table."""
-        return tuple(name for name in ("int8", "float16", "dynamic") if getattr(self, name))
+        chosen = [name for name in ("int8", "float16", "dynamic") if getattr(self, name)]
+        return tuple(chosen + (["int8_mixed"] if self.keep_float else []))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("int8", "full integer: int8 weights and activations, calibrated", True, True),
     Variant("float16", "float16 weights, float32 compute", False, False),
     Variant("dynamic", "int8 weights, float32 activations (dynamic range)", False, False),
+    Variant("int8_mixed", "int8 except the --keep-float layers; float I/O; NOT full integer", False, True),
 )}
 
 
@@ -67,21 +68,7 @@ def convert_int8(model: Any, calibration_images: np.ndarray, io: str = "uint8", 
     Raises:
         ExportError: a float op remains, or the input cannot take raw pixels.
     """
-    tf_ = tf()
-
-    def representative() -> Iterator[list[np.ndarray]]:
-        for image in calibration_images:
-            yield [image[None].astype(np.float32)]
-
-    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf_.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    io_type = {"uint8": tf_.uint8, "int8": tf_.int8, "float32": tf_.float32}[io]
-    converter.inference_input_type = converter.inference_output_type = io_type
-    if not per_channel:
-        converter._experimental_disable_per_channel = True  # the converter's only switch for this
-    content = converter.convert()
+    content = _int8_converter(model, calibration_images, io, per_channel).convert()
     if io == "uint8":
         content = _raw_pixel_input(content)
     float_ops = read_structure(content).float_ops()
@@ -91,8 +78,82 @@ def convert_int8(model: Any, calibration_images: np.ndarray, io: str = "uint8", 
     return content
 
 
+def _images(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    def generate() -> Iterator[list[np.ndarray]]:
+        for image in images:
+            yield [image[None].astype(np.float32)]
+
+    return generate
+
+
+def _int8_converter(model: Any, calibration_images: np.ndarray, io: str = "uint8", per_channel: bool = True) -> Any:
+    tf_ = tf()
+    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf_.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _images(calibration_images)
+    converter.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io_type = {"uint8": tf_.uint8, "int8": tf_.int8, "float32": tf_.float32}[io]
+    converter.inference_input_type = converter.inference_output_type = io_type
+    if not per_channel:
+        converter._experimental_disable_per_channel = True  # the converter's only switch for this
+    return converter
+
+
+def layer_errors(model: Any, calibration_images: np.ndarray, debug_images: np.ndarray, io: str = "uint8",
+                 per_channel: bool = True) -> list[dict]:
+    """Per-layer quantization error from tf.lite.experimental.QuantizationDebugger, worst first.
+
+    `rmse_per_step` is the RMS difference between the float and the quantized output of each op,
+    in quantization steps: about 0.29 (1/sqrt(12)) is the rounding floor; much more marks a layer
+    whose range or distribution quantizes badly.
+    """
+    import csv
+    import io as text_io
+
+    tf_ = tf()
+    debugger = tf_.lite.experimental.QuantizationDebugger(
+        converter=_int8_converter(model, calibration_images, io, per_channel), debug_dataset=_images(debug_images))
+    debugger.run()
+    dump = text_io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    rows = []
+    for row in csv.DictReader(text_io.StringIO(dump.getvalue())):
+        scale = float(row["scale"]) or 1.0
+        rows.append({"op": row["op_name"], "tensor": row["tensor_name"],
+                     "rmse_per_step": float(np.sqrt(float(row["mean_squared_error"]))) / scale,
+                     "max_error_per_step": float(row["max_abs_error"]) / scale, "scale": float(row["scale"])})
+    return sorted(rows, key=lambda r: -r["rmse_per_step"])
+
+
+def convert_int8_mixed(model: Any, calibration_images: np.ndarray, keep_float: tuple[str, ...],
+                       io: str = "uint8", per_channel: bool = True) -> bytes:
+    """Integer model with the named Keras layers left in float (selective quantization).
+
+    Not full-integer: it is exported as model_int8_mixed.tflite with float I/O.
+
+    Raises:
+        ExportError: a name in keep_float matches no layer.
+    """
+    tf_ = tf()
+    converter = _int8_converter(model, calibration_images, io, per_channel)
+    nodes = [row["tensor"] for row in layer_errors(model, calibration_images, calibration_images[:1], io, per_channel)]
+    chosen, unknown = [], []
+    for layer in keep_float:
+        matches = [n for n in nodes if layer in n.replace(";", "/").split("/")]
+        (chosen.extend(matches) if matches else unknown.append(layer))
+    if unknown:
+        layers = sorted({part for n in nodes for part in n.replace(";", "/").split("/")[1:2]})
+        raise ExportError(f"--keep-float {', '.join(unknown)}: no such layer among the quantized ops "
+                          f"({', '.join(layers)}). Use a Keras layer name from this list.")
+    options = tf_.lite.experimental.QuantizationDebugOptions(denylisted_nodes=chosen)
+    debugger = tf_.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=_images(calibration_images[:1]),
+                                                          debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
 CONVERTERS: dict[str, Callable[..., bytes]] = {
     "float32": convert_float32, "int8": convert_int8, "float16": convert_float16, "dynamic": convert_dynamic,
+    "int8_mixed": convert_int8_mixed,
 }
 
 

@@ -56,6 +56,14 @@ def markdown(report: dict) -> str:
     lines += ["", "| layer | weights | sparsity | pruned |", "|---|---|---|---|"]
     for name, layer in sparsity["layers"].items():
         lines.append(f"| {name} | {layer['weights']} | {layer['sparsity']:.3f} | {'yes' if layer['pruned'] else 'no (kept dense)'} |")
+    worst = (report.get("quantization_error") or {}).get("worst_layers") or []
+    if worst:
+        lines += ["", "## Layers with the largest int8 error", "",
+                  "RMS error of each op's output in quantization steps (0.29 is rounding alone; much more points at "
+                  "a layer to keep in float with --keep-float).", "",
+                  "| op | tensor | RMS error (steps) | max error (steps) |", "|---|---|---|---|"]
+        lines += [f"| {w['op']} | `{w['tensor']}` | {w['rmse_per_step']:.3f} | {w['max_error_per_step']:.3f} |"
+                  for w in worst]
     gate = report.get("gate") or {}
     if gate.get("drop_points"):
         drops = ", ".join(f"{name} {drop:+.2f}" for name, drop in gate["drop_points"].items())

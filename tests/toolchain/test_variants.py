@@ -14,7 +14,7 @@ from edgeclf.toolchain.config import BuildConfig
 
 VARIANTS_RUN = {"model.name": "tiny", "model.size": 16, "train.epochs": 3, "quantize.int8": True,
                 "quantize.io": "int8", "quantize.per_tensor": True, "quantize.float16": True,
-                "quantize.dynamic": True, "quantize.calib_size": 50}
+                "quantize.dynamic": True, "quantize.calib_size": 50, "quantize.keep_float": ["conv2"]}
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,13 @@ def _tensor_dtypes(model: Model) -> set[str]:
 
 def test_all_variants_are_written_and_reported(variants_run):
     run, report = variants_run
-    assert list(report["artifacts"]) == ["float32", "int8", "float16", "dynamic"]
+    assert list(report["artifacts"]) == ["float32", "int8", "float16", "dynamic", "int8_mixed"]
     for name, entry in report["artifacts"].items():
         model = Model(run / f"model_{name}.tflite")
         assert entry["input"] == model.input.as_dict() and entry["output"] == model.output.as_dict()
         assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["agreement_with_float32"] <= 1
         assert model.metadata.name.endswith(name) and model.labels == report["dataset"]["classes"]
-    assert set(report["gate"]["drop_points"]) == {"int8", "dynamic"} and report["gate"]["passed"]
+    assert set(report["gate"]["drop_points"]) == {"int8", "dynamic", "int8_mixed"} and report["gate"]["passed"]
 
 
 def test_int8_with_int8_io_and_per_tensor_scales(variants_run):
@@ -113,3 +113,29 @@ def test_max_drop_needs_an_int8_variant():
 
     with pytest.raises(ConfigError, match="--max-drop 1.0 gates an int8 variant, but none is built"):
         BuildConfig().override({"quantize.max_drop": 1.0})
+
+
+def test_keep_float_leaves_the_named_layer_in_float(variants_run):
+    run, report = variants_run
+    mixed = Model(run / "model_int8_mixed.tflite")
+    assert mixed.structure.float_ops() == ["CONV_2D"]  # conv2 only; conv1 stays integer
+    assert mixed.structure.op_counts()["CONV_2D"] == 2 and "int8_mixed" in mixed.metadata.name
+    assert report["artifacts"]["int8_mixed"]["float_ops"] == 1
+
+
+def test_worst_layers_are_reported(variants_run):
+    run, report = variants_run
+    worst = report["quantization_error"]["worst_layers"]
+    assert 1 <= len(worst) <= 5 and all(w["rmse_per_step"] >= 0 for w in worst)
+    assert [w["rmse_per_step"] for w in worst] == sorted((w["rmse_per_step"] for w in worst), reverse=True)
+    assert "Layers with the largest int8 error" in (run / "report.md").read_text()
+
+
+def test_keep_float_names_an_unknown_layer(tmp_path):
+    from edgeclf.toolchain.export import ExportError
+
+    config = BuildConfig().override({**VARIANTS_RUN, "train.epochs": 1, "quantize.keep_float": ["conv9"],
+                                     "export.out": str(tmp_path)})
+    with pytest.raises(ExportError, match=r"--keep-float conv9: no such layer among the quantized ops \(.*conv2"):
+        build_module.build(config)
+    assert list(tmp_path.iterdir()) == []
