@@ -97,7 +97,8 @@ _BUILD_FLAGS = {
     "data": "data.source", "val_split": "data.val_split", "model": "model.name", "size": "model.size",
     "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
-    "prune": "prune.sparsity", "prune_epochs": "prune.epochs", "int8": "quantize.int8",
+    "prune": "prune.sparsity", "prune_epochs": "prune.epochs",
+    "prune_structure": "prune.structure", "prune_skip": "prune.skip", "int8": "quantize.int8",
     "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
     "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop", "keep_float": "quantize.keep_float",
     "out": "export.out",
@@ -121,6 +122,10 @@ _BUILD_FLAGS = {
 @click.option("--prune", type=float, default=_DEFAULTS.prune.sparsity,
               help="Target weight sparsity in [0, 0.95); 0 disables pruning.")
 @click.option("--prune-epochs", type=int, default=_DEFAULTS.prune.epochs, help="Fine-tuning epochs while pruning.")
+@click.option("--prune-structure", default=_DEFAULTS.prune.structure,
+              help="unstructured, or M:N (e.g. 2:4: two zeros in every four weights along the input channels).")
+@click.option("--prune-skip", multiple=True, metavar="PATTERN",
+              help="Keep layers matching this name pattern dense (repeatable; the first conv and classifier always are).")
 @click.option("--int8", is_flag=True, default=_DEFAULTS.quantize.int8,
               help="Also export a full-integer model (uint8 pixels in, scale 1, zero point 0).")
 @click.option("--calib-size", type=int, default=_DEFAULTS.quantize.calib_size,
@@ -175,8 +180,8 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
     for name, a in summary["artifacts"].items():
         click.echo(f"  {name:8s} top-1 {100 * a['accuracy']:6.2f}%  {a['bytes'] / 1024:8.1f} KiB "
                    f"(gzip {a['gzip_bytes'] / 1024:.1f})  {a['latency_ms']:.3f} ms  {a['path']}")
-    if config.prune.sparsity:
-        click.echo(f"  sparsity {summary['sparsity']:.3f} (target {config.prune.sparsity})")
+    if config.prune.target:
+        click.echo(f"  sparsity {summary['sparsity']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
     click.echo(f"  report: {run_dir / 'report.md'}")
 
 

@@ -132,18 +132,19 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
 
 
 def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
-    from edgeclf.toolchain.prune import measure_sparsity, prune
+    from edgeclf.toolchain.prune import kept_dense, measure_sparsity, prune
 
     data: DataResult = ctx.results["data"]
     trained = ctx.results["train"].model
-    if config.prune.sparsity == 0:
-        return PruneResult(trained, measure_sparsity(trained, data.spec.dense_layers), {})
+    dense = kept_dense(trained, data.spec.dense_layers, config.prune.skip)
+    if config.prune.target == 0:
+        return PruneResult(trained, measure_sparsity(trained, dense), {})
     train, val = _datasets(config, data.splits)
     steps = int(np.ceil(len(data.splits.train.labels) / config.train.batch_size))
-    pruned, history = prune(trained, data.spec.dense_layers, train, val, config.prune.sparsity, config.prune.epochs,
-                            steps, config.train.learning_rate / 3, ctx.log)
-    sparsity = measure_sparsity(pruned, data.spec.dense_layers)
-    ctx.log(f"  measured sparsity {sparsity['overall']:.3f} (target {config.prune.sparsity})")
+    pruned, history = prune(trained, dense, train, val, config.prune.target, config.prune.epochs,
+                            steps, config.train.learning_rate / 3, ctx.log, m_by_n=config.prune.m_by_n)
+    sparsity = measure_sparsity(pruned, dense, config.prune.m_by_n)
+    ctx.log(f"  measured sparsity {sparsity['overall']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
     return PruneResult(pruned, sparsity, history)
 
 
@@ -221,7 +222,7 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     run_dir = ctx.run_dir
     (run_dir / "keras").mkdir()
     ctx.results["train"].model.save(run_dir / "keras" / "model.keras")
-    if config.prune.sparsity > 0:
+    if config.prune.target > 0:
         final.save(run_dir / "keras" / "pruned.keras")
     (run_dir / "labels.txt").write_text("\n".join(data.splits.classes) + "\n", encoding="utf-8")
     artifacts = {}
@@ -231,7 +232,7 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     for name, content in ctx.results["quantize"].contents.items():
         artifacts[name] = run_dir / f"model_{name}.tflite"
         _write_artifact(artifacts[name], _with_metadata(content, name, config, data), ctx, time.perf_counter())
-    dense = convert_float32(ctx.results["train"].model) if config.prune.sparsity > 0 else None
+    dense = convert_float32(ctx.results["train"].model) if config.prune.target > 0 else None
     return ExportResult(artifacts, dense)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    sparsity: float = 0.0  # 0 disables pruning
+    sparsity: float = 0.0  # 0 disables unstructured pruning
     epochs: int = 10  # fine-tuning epochs under the pruning schedule
+    structure: str = "unstructured"  # or "M:N": M zeros in every N weights along the input channels (e.g. 2:4)
+    skip: tuple[str, ...] = ()  # layer-name patterns (fnmatch) kept dense, besides the model's first conv and classifier
 
     def __post_init__(self) -> None:
         _require(isinstance(self.sparsity, (int, float)) and not isinstance(self.sparsity, bool)
@@ -84,6 +87,30 @@ class PruneConfig:
                  f"--prune must be in [0, 0.95); received {self.sparsity!r}. Use e.g. --prune 0.5.")
         _require(_is_int(self.epochs) and self.epochs >= 1,
                  f"--prune-epochs must be an integer >= 1; received {self.epochs!r}. Use e.g. --prune-epochs 10.")
+        structure = re.fullmatch(r"(\d+):(\d+)", str(self.structure))
+        _require(self.structure == "unstructured" or (structure is not None and 0 < int(structure[1]) < int(structure[2])),
+                 f"--prune-structure must be unstructured or M:N with 0 < M < N; received {self.structure!r}. "
+                 "Use e.g. --prune-structure 2:4.")
+        if structure is not None:
+            implied = int(structure[1]) / int(structure[2])
+            _require(self.sparsity in (0, implied),
+                     f"--prune-structure {self.structure} sets the sparsity to {implied:g}; received --prune "
+                     f"{self.sparsity}. Leave --prune out or pass --prune {implied:g}.")
+        _require(isinstance(self.skip, (tuple, list)) and all(isinstance(p, str) and p for p in self.skip),
+                 f"--prune-skip takes layer-name patterns; received {self.skip!r}. Use e.g. --prune-skip 'block_1*'.")
+        object.__setattr__(self, "skip", tuple(self.skip))  # YAML gives a list
+
+    @property
+    def m_by_n(self) -> tuple[int, int] | None:
+        if self.structure == "unstructured":
+            return None
+        m, n = self.structure.split(":")
+        return int(m), int(n)
+
+    @property
+    def target(self) -> float:
+        """The sparsity pruning aims for; 0 when pruning is off."""
+        return self.m_by_n[0] / self.m_by_n[1] if self.m_by_n else self.sparsity
 
 
 @dataclass(frozen=True)

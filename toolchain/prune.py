@@ -1,6 +1,7 @@
 """Magnitude pruning with tfmot, and sparsity measured on the weights that come out."""
 from __future__ import annotations
 
+import fnmatch
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,10 +18,19 @@ def _prunable(layer: Any) -> bool:
     return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense))
 
 
-def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsity: float, epochs: int,
-          steps_per_epoch: int, learning_rate: float, log: Callable[[str], None]) -> tuple[Any, dict]:
-    """Fine-tunes `model` under a polynomial schedule to `sparsity` and strips the wrappers.
+def kept_dense(model: Any, always: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """Prunable layers left dense: the model's own list (first conv, classifier) plus --prune-skip matches."""
+    return [layer.name for layer in model.layers if _prunable(layer)
+            and (layer.name in always or any(fnmatch.fnmatchcase(layer.name, p) for p in patterns))]
 
+
+def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsity: float, epochs: int,
+          steps_per_epoch: int, learning_rate: float, log: Callable[[str], None],
+          m_by_n: tuple[int, int] | None = None) -> tuple[Any, dict]:
+    """Fine-tunes `model` under a pruning schedule to `sparsity` and strips the wrappers.
+
+    Unstructured: a polynomial schedule to `sparsity`. M:N (m_by_n): M of every N weights along
+    the input channels are zeroed, the pattern sparse tensor cores and some NPUs run fast.
     Only conv/dense layers not named in `dense_layers` are wrapped (a clone function): tfmot
     refuses to wrap a whole model that holds a Rescaling layer.
 
@@ -29,13 +39,19 @@ def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsit
     """
     sparsity_api = tfmot().sparsity.keras
     total_steps = max(1, steps_per_epoch * epochs)
-    schedule = sparsity_api.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=float(sparsity), begin_step=0,
-        end_step=max(1, int(total_steps * SCHEDULE_END)), frequency=max(1, steps_per_epoch // 4))
+    frequency = max(1, steps_per_epoch // 4)
+    if m_by_n:
+        schedule = sparsity_api.ConstantSparsity(m_by_n[0] / m_by_n[1], begin_step=0, frequency=frequency)
+        options = {"pruning_schedule": schedule, "sparsity_m_by_n": m_by_n}
+    else:
+        schedule = sparsity_api.PolynomialDecay(
+            initial_sparsity=0.0, final_sparsity=float(sparsity), begin_step=0,
+            end_step=max(1, int(total_steps * SCHEDULE_END)), frequency=frequency)
+        options = {"pruning_schedule": schedule}
 
     def wrap(layer: Any) -> Any:
         if _prunable(layer) and layer.name not in dense_layers and layer.trainable:
-            return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
+            return sparsity_api.prune_low_magnitude(layer, **options)
         return layer
 
     # Wrapping reuses layer objects, so prune a copy: the trained model stays as it was.
@@ -47,10 +63,22 @@ def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsit
     return sparsity_api.strip_pruning(wrapped), history
 
 
-def measure_sparsity(model: Any, dense_layers: Sequence[str]) -> dict:
+def m_by_n_conformance(kernel: np.ndarray, m_by_n: tuple[int, int]) -> float:
+    """Share of N-weight groups along the input channels that hold at least M zeros (1.0: fully M:N)."""
+    m, n = m_by_n
+    rows = kernel.T if kernel.ndim == 2 else np.transpose(kernel, (3, 0, 1, 2)).reshape(-1, kernel.shape[2])
+    usable = rows.shape[1] - rows.shape[1] % n
+    if usable == 0:
+        return 0.0
+    groups = rows[:, :usable].reshape(rows.shape[0], -1, n)
+    return float(np.mean(np.count_nonzero(groups == 0, axis=2) >= m))
+
+
+def measure_sparsity(model: Any, dense_layers: Sequence[str], m_by_n: tuple[int, int] | None = None) -> dict:
     """Fraction of exact zeros in each conv/dense kernel.
 
     `overall` covers the layers pruning was allowed to touch; `overall_all_layers` every kernel.
+    With m_by_n, each pruned layer also reports the share of its weight groups that follow it.
     """
     layers, pruned_zeros, pruned_total, all_zeros, all_total = {}, 0, 0, 0, 0
     for layer in model.layers:
@@ -58,12 +86,15 @@ def measure_sparsity(model: Any, dense_layers: Sequence[str]) -> dict:
             continue
         kernel = np.asarray(layer.get_weights()[0])
         zeros = int(np.count_nonzero(kernel == 0))
-        kept_dense = layer.name in dense_layers or not layer.trainable
-        layers[layer.name] = {"sparsity": zeros / kernel.size, "weights": int(kernel.size), "pruned": not kept_dense}
+        kept_dense_here = layer.name in dense_layers or not layer.trainable
+        layers[layer.name] = {"sparsity": zeros / kernel.size, "weights": int(kernel.size), "pruned": not kept_dense_here}
+        if m_by_n and not kept_dense_here and kernel.ndim in (2, 4):
+            layers[layer.name]["m_by_n_conformance"] = m_by_n_conformance(kernel, m_by_n)
         all_zeros, all_total = all_zeros + zeros, all_total + kernel.size
-        if not kept_dense:
+        if not kept_dense_here:
             pruned_zeros, pruned_total = pruned_zeros + zeros, pruned_total + kernel.size
     return {"overall": pruned_zeros / pruned_total if pruned_total else 0.0,
             "overall_all_layers": all_zeros / all_total if all_total else 0.0,
+            "structure": f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else "unstructured",
             "dense_layers": [name for name, info in layers.items() if not info["pruned"]],
             "layers": layers}

@@ -36,9 +36,9 @@ def markdown(report: dict) -> str:
                      f"{a['latency_ms']['median']:.3f} / {a['latency_ms']['p90']:.3f} | {quant} |")
     sparsity = report["sparsity"]
     lines += ["", "## Pruning", ""]
-    if report["config"]["prune"]["sparsity"] > 0:
+    if sparsity["layers"] and any(layer["pruned"] for layer in sparsity["layers"].values()) and report.get("dense_reference"):
         dense = report.get("dense_reference")
-        lines.append(f"Target sparsity {report['config']['prune']['sparsity']:.2f}; measured "
+        lines.append(f"Structure {sparsity.get('structure', 'unstructured')}; measured "
                      f"{sparsity['overall']:.3f} over the pruned layers "
                      f"({sparsity['overall_all_layers']:.3f} over every kernel). Kept dense: "
                      f"{', '.join(sparsity['dense_layers']) or 'none'}.")
@@ -53,9 +53,11 @@ def markdown(report: dict) -> str:
                 "unpruned: dense kernels compute the zeros too, so unstructured sparsity does not speed up inference.")
     else:
         lines.append("Not pruned (use --prune 0.5).")
-    lines += ["", "| layer | weights | sparsity | pruned |", "|---|---|---|---|"]
+    lines += ["", "| layer | weights | sparsity | pruned | M:N groups conforming |", "|---|---|---|---|---|"]
     for name, layer in sparsity["layers"].items():
-        lines.append(f"| {name} | {layer['weights']} | {layer['sparsity']:.3f} | {'yes' if layer['pruned'] else 'no (kept dense)'} |")
+        conforming = f"{layer['m_by_n_conformance']:.3f}" if "m_by_n_conformance" in layer else "-"
+        lines.append(f"| {name} | {layer['weights']} | {layer['sparsity']:.3f} | "
+                     f"{'yes' if layer['pruned'] else 'no (kept dense)'} | {conforming} |")
     worst = (report.get("quantization_error") or {}).get("worst_layers") or []
     if worst:
         lines += ["", "## Layers with the largest int8 error", "",
