@@ -101,6 +101,7 @@ _BUILD_FLAGS = {
     "prune_structure": "prune.structure", "prune_skip": "prune.skip", "int8": "quantize.int8",
     "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
     "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop", "keep_float": "quantize.keep_float",
+    "qat": "quantize.qat", "qat_epochs": "quantize.qat_epochs",
     "out": "export.out",
 }
 
@@ -136,6 +137,9 @@ _BUILD_FLAGS = {
 @click.option("--per-tensor", is_flag=True, help="One quantization scale per tensor instead of per channel.")
 @click.option("--float16", is_flag=True, help="Also export float16 weights (model_float16.tflite).")
 @click.option("--dynamic", is_flag=True, help="Also export dynamic-range int8 weights (model_dynamic.tflite).")
+@click.option("--qat", is_flag=True, help="Also quantization-aware fine-tuning -> model_int8_qat.tflite "
+              "(keeps the pruned zeros with --prune).")
+@click.option("--qat-epochs", type=int, default=_DEFAULTS.quantize.qat_epochs, help="QAT fine-tuning epochs.")
 @click.option("--keep-float", multiple=True, metavar="LAYER",
               help="Also export model_int8_mixed.tflite with this Keras layer left in float (repeatable; not full integer).")
 @click.option("--max-drop", type=float, default=None,

@@ -164,19 +164,33 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
                 for warning in calibration.warnings:
                     ctx.log(f"  warning: {warning}")
             options = {"io": quantize.io, "per_channel": not quantize.per_tensor}
+            source = model
             if name == "int8_mixed":
                 options["keep_float"] = quantize.keep_float
-            contents[name] = CONVERTERS[name](model, images, **options)
+            if name == "int8_qat":
+                source = _quantization_aware(config, ctx, model)
+            contents[name] = CONVERTERS[name](source, images, **options)
         else:
             contents[name] = CONVERTERS[name](model)
     errors = []
-    if "int8" in contents:
+    if "int8" in contents and images is not None:
         val = ctx.results["data"].splits.val
         errors = layer_errors(model, images, val.images[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
         worst = errors[0] if errors else None
         if worst:
             ctx.log(f"  largest quantization error: {worst['tensor']} ({worst['rmse_per_step']:.2f} steps RMS)")
     return QuantizeResult(contents, calibration, errors)
+
+
+def _quantization_aware(config: BuildConfig, ctx: BuildContext, model: Any) -> Any:
+    """QAT fine-tuning of the (pruned) model; its history goes into the report."""
+    from edgeclf.toolchain.qat import quantization_aware
+
+    train, val = _datasets(config, ctx.results["data"].splits)
+    qat, history = quantization_aware(model, train, val, config.quantize.qat_epochs, config.train.learning_rate / 10,
+                                      ctx.log, preserve_sparsity=config.prune.target > 0)
+    ctx.results["qat_history"] = history
+    return qat
 
 
 def _representative_set(config: BuildConfig, data: DataResult) -> tuple[CalibrationSet, np.ndarray]:
@@ -198,7 +212,7 @@ def _with_metadata(content: bytes, variant: str, config: BuildConfig, data: Data
     from edgeclf import __version__
 
     io_text = {"uint8": "uint8 pixels, scale 1, zero point 0", "int8": "int8 values (see the input quantization)",
-               "float32": "float32 pixels"}[config.quantize.io] if variant == "int8" else "float32 pixels"
+               "float32": "float32 pixels"}[config.quantize.io] if variant in ("int8", "int8_qat") else "float32 pixels"
     description = (f"{config.model.name} image classifier ({len(data.splits.classes)} classes) built by edgeclf "
                    f"{__version__}. Input: RGB pixels 0-255 as {io_text}, resized to {data.size}x{data.size}; "
                    "the model normalizes them itself. Output: class probabilities.")
@@ -232,7 +246,8 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     for name, content in ctx.results["quantize"].contents.items():
         artifacts[name] = run_dir / f"model_{name}.tflite"
         _write_artifact(artifacts[name], _with_metadata(content, name, config, data), ctx, time.perf_counter())
-    dense = convert_float32(ctx.results["train"].model) if config.prune.target > 0 else None
+    dense = (_with_metadata(convert_float32(ctx.results["train"].model), "float32", config, data)
+             if config.prune.target > 0 else None)
     return ExportResult(artifacts, dense)
 
 
@@ -309,7 +324,8 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
         "quantization_error": {"measure": "RMS error per op output in quantization steps (0.29 = rounding only)",
                                "worst_layers": quantize.layer_errors},
-        "history": {"train": ctx.results["train"].history, "prune": prune.history},
+        "history": {"train": ctx.results["train"].history, "prune": prune.history,
+                    "qat": ctx.results.get("qat_history", {})},
         "stages": dict(ctx.seconds),
         "gate": quality_gate(config, evaluated.artifacts),
     }
@@ -324,7 +340,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     return report
 
 
-GATED_VARIANTS = ("int8", "dynamic", "int8_mixed")  # the variants with int8 weights, which --max-drop holds to account
+GATED_VARIANTS = ("int8", "dynamic", "int8_mixed", "int8_qat")  # the variants with int8 weights, which --max-drop holds to account
 
 
 class QualityGateFailed(RuntimeError):

@@ -124,9 +124,11 @@ class QuantizeConfig:
     calib_data: str | None = None  # a folder of representative images instead of the training split
     max_drop: float | None = None  # fail the build past this top-1 drop (points) of an int8 variant
     keep_float: tuple[str, ...] = ()  # Keras layers left in float in model_int8_mixed.tflite
+    qat: bool = False  # also quantization-aware fine-tuning -> model_int8_qat.tflite
+    qat_epochs: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("int8", "float16", "dynamic", "per_tensor"):
+        for name in ("int8", "float16", "dynamic", "per_tensor", "qat"):
             value = getattr(self, name)
             _require(isinstance(value, bool),
                      f"--{name.replace('_', '-')} is a switch (true/false); received {value!r}.")
@@ -144,8 +146,10 @@ class QuantizeConfig:
         _require(not self.keep_float or self.int8,
                  f"--keep-float {' '.join(self.keep_float)} makes a mixed variant of the int8 model; add --int8.")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))  # YAML gives a list
-        _require(self.max_drop is None or self.int8 or self.dynamic,
-                 f"--max-drop {self.max_drop} gates an int8 variant, but none is built. Add --int8 or --dynamic.")
+        _require(_is_int(self.qat_epochs) and self.qat_epochs >= 1,
+                 f"--qat-epochs must be an integer >= 1; received {self.qat_epochs!r}. Use e.g. --qat-epochs 3.")
+        _require(self.max_drop is None or self.int8 or self.dynamic or self.qat,
+                 f"--max-drop {self.max_drop} gates an int8 variant, but none is built. Add --int8, --qat or --dynamic.")
 
     @classmethod
     def for_int8(cls, calib_size: int = 300, io: str = "uint8") -> "QuantizeConfig":
@@ -154,7 +158,7 @@ class QuantizeConfig:
     def variants(self) -> tuple[str, ...]:
         """The artifacts besides float32, in the order of the export table."""
         chosen = [name for name in ("int8", "float16", "dynamic") if getattr(self, name)]
-        return tuple(chosen + (["int8_mixed"] if self.keep_float else []))
+        return tuple(chosen + (["int8_mixed"] if self.keep_float else []) + (["int8_qat"] if self.qat else []))
 
 
 @dataclass(frozen=True)

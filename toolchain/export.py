@@ -34,6 +34,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("float16", "float16 weights, float32 compute", False, False),
     Variant("dynamic", "int8 weights, float32 activations (dynamic range)", False, False),
     Variant("int8_mixed", "int8 except the --keep-float layers; float I/O; NOT full integer", False, True),
+    Variant("int8_qat", "full integer after quantization-aware fine-tuning", True, True),
 )}
 
 
@@ -153,7 +154,7 @@ def convert_int8_mixed(model: Any, calibration_images: np.ndarray, keep_float: t
 
 CONVERTERS: dict[str, Callable[..., bytes]] = {
     "float32": convert_float32, "int8": convert_int8, "float16": convert_float16, "dynamic": convert_dynamic,
-    "int8_mixed": convert_int8_mixed,
+    "int8_mixed": convert_int8_mixed, "int8_qat": convert_int8,
 }
 
 

@@ -10,7 +10,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY = {"model.name": "tiny", "train.epochs": 10, "prune.sparsity": 0.5, "prune.epochs": 4,
-        "quantize.int8": True, "quantize.calib_size": 100}
+        "quantize.int8": True, "quantize.calib_size": 100, "quantize.qat": True, "quantize.qat_epochs": 1}
 
 
 @pytest.fixture(scope="session", autouse=True)

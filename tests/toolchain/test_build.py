@@ -28,6 +28,7 @@ def test_run_folder_contents(tiny_run, tiny_config):
     assert {"config.yaml", "labels.txt", "env.json", "keras", "model_float32.tflite", "model_int8.tflite",
             "report.json", "report.md", "report.html", "confusion_float32.png", "confusion_int8.png"} <= names
     assert {p.name for p in (tiny_run / "keras").iterdir()} == {"model.keras", "pruned.keras"}
+    assert (tiny_run / "model_int8_qat.tflite").is_file()
     assert (tiny_run / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     latest = tiny_run.parent / "latest"
     assert latest.is_symlink() and latest.resolve() == tiny_run.resolve()
@@ -42,7 +43,8 @@ def test_report_schema(tiny_report):
     dataset = tiny_report["dataset"]
     assert dataset["train"] + dataset["val"] == 1797 and dataset["classes"] == [str(i) for i in range(10)]
     assert dataset["skipped"] == []
-    for name in ("float32", "int8"):
+    assert list(tiny_report["artifacts"]) == ["float32", "int8", "int8_qat"]
+    for name in ("float32", "int8", "int8_qat"):
         artifact = tiny_report["artifacts"][name]
         assert {"path", "bytes", "gzip_bytes", "accuracy", "agreement_with_float32", "latency_ms", "input", "ops"} <= set(artifact)
         assert artifact["latency_ms"]["median"] > 0 and artifact["latency_ms"]["p90"] >= artifact["latency_ms"]["median"]
@@ -121,3 +123,14 @@ def test_report_html_and_confusion_pngs(tiny_run, tiny_report):
         pytest.skip("headless Chromium is not installed: `make install-chromium`")
     shown = rendered(page)
     assert shown["loaded"] == shown["img_tags"] >= 2 and shown["charts"] == 2
+
+
+def test_qat_keeps_the_pruned_zeros_and_is_full_integer(tiny_run, tiny_report):
+    qat = Model(tiny_run / "model_int8_qat.tflite")
+    assert qat.structure.float_ops() == [] and (qat.input.dtype, qat.input.scale, qat.input.zero_point) == ("uint8", 1.0, 0)
+    pruned = Model(tiny_run / "model_float32.tflite").structure.weight_sparsity()
+    assert abs(qat.structure.weight_sparsity() - pruned) <= 0.02  # measured on the exported weights
+    assert tiny_report["history"]["qat"]["loss"] and "int8_qat" in tiny_report["gate"]["drop_points"]
+    # No layer collapsed: the converter once folded the input rescaling into the first conv after QAT
+    # had fixed its scale, and every first-layer weight rounded to zero.
+    assert all(float(np.mean(w == 0)) < 0.9 for w in qat.structure.weights.values())
