@@ -1,9 +1,11 @@
-"""What pruning and int8 buy on this machine, measured side by side in one run.
+"""What pruning, int8 and QAT buy and cost, measured side by side in one run.
 
-Builds the demo model (cnn on digits, --prune 0.5 --int8) and compares, in the same process:
-the unpruned float32 model, the pruned float32 model and the pruned int8 model: accuracy,
-file and gzip size, and single-thread latency via `edgeclf.runtime.bench`.
-Prints one JSON object on its last line.
+For each dataset (scikit-learn digits; a generated folder of photo crops, 5 classes) and model
+(`cnn` at 32 px; `mobilenet_v2` alpha 0.35 at 96 px, trained from scratch), two builds:
+float32 + post-training int8 + QAT int8, and the same pruned to 50% + int8. Then MobileNetV2 1.0
+at 224 px (random weights) for the int8/float32 size and latency ratios. Every accuracy is the
+runtime's top-1 on the validation split. Prints one JSON object on its last line; the headline keys
+are worst cases over the runs.
 """
 from __future__ import annotations
 
@@ -11,44 +13,75 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _mobilenets import build_models
+from _photos import make_photo_folder
 from edgeclf.runtime.bench import bench
 from edgeclf.toolchain.build import build
 from edgeclf.toolchain.config import BuildConfig
 
+MODELS = {"cnn": {"model.name": "cnn"},
+          "mobilenet_v2_0.35_96": {"model.name": "mobilenet_v2", "model.alpha": 0.35, "model.size": 96,
+                                   "model.weights": "none", "train.learning_rate": 0.002}}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def run_pair(data: str, model: str, epochs: int, out: Path) -> dict:
+    base = {**MODELS[model], "data.source": data, "train.epochs": epochs, "export.out": str(out),
+            "quantize.int8": True, "prune.epochs": max(2, epochs // 2), "quantize.qat_epochs": max(2, epochs // 4)}
+    plain = json.loads((build(BuildConfig().override({**base, "quantize.qat": True}), log) / "report.json").read_text())
+    pruned = json.loads((build(BuildConfig().override({**base, "prune.sparsity": 0.5}), log) / "report.json").read_text())
+    a, p = plain["artifacts"], pruned["artifacts"]
+    drop = 100 * (a["float32"]["accuracy"] - a["int8"]["accuracy"])
+    qat_drop = 100 * (a["float32"]["accuracy"] - a["int8_qat"]["accuracy"])
+    return {
+        "float32_top1": round(a["float32"]["accuracy"], 4), "int8_top1": round(a["int8"]["accuracy"], 4),
+        "qat_int8_top1": round(a["int8_qat"]["accuracy"], 4),
+        "pruned_float32_top1": round(p["float32"]["accuracy"], 4), "pruned_int8_top1": round(p["int8"]["accuracy"], 4),
+        "int8_drop_points": round(drop, 2), "int8_agreement": round(a["int8"]["agreement_with_float32"], 4),
+        "qat_drop_points": round(qat_drop, 2),
+        "qat_recovery": round((drop - qat_drop) / drop, 3) if drop > 0.5 else None,
+        "int8_size_ratio": round(a["int8"]["bytes"] / a["float32"]["bytes"], 3),
+        "pruned_gzip_ratio": round(p["int8"]["gzip_bytes"] / a["int8"]["gzip_bytes"], 3),
+        "pruned_sparsity": round(pruned["sparsity"]["overall"], 3),
+        "pruned_vs_dense_latency_ratio": round(p["float32"]["latency_ms"]["median"]
+                                               / pruned["dense_reference"]["latency_ms"]["median"], 3),
+    }
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer epochs and shorter timing (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="cnn only, fewer epochs and images")
     args = parser.parse_args()
-    overrides = {"prune.sparsity": 0.5, "quantize.int8": True}
-    if args.quick:
-        overrides.update({"train.epochs": 6, "prune.epochs": 4})
-    with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        run = build(BuildConfig().override({**overrides, "export.out": out}),
-                    log=lambda message: print(message, file=sys.stderr))
-        build_seconds = time.perf_counter() - started
-        report = json.loads((run / "report.json").read_text())
-        min_time = 0.5 if args.quick else 2.0
-        latency = {name: bench(run / f"model_{name}.tflite", threads=1, runs=200, min_time=min_time).stats.median_ms
-                   for name in ("float32", "int8")}
-    float32, int8, dense = report["artifacts"]["float32"], report["artifacts"]["int8"], report["dense_reference"]
+    epochs = 6 if args.quick else 20
+    models = ["cnn"] if args.quick else list(MODELS)
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        photos = make_photo_folder(tmp / "photos", 60 if args.quick else 200)
+        for data_name, data in (("digits", "digits"), ("photos", str(photos))):
+            for model in models:
+                runs[f"{data_name}/{model}"] = run_pair(data, model, epochs, tmp / "runs")
+                log(json.dumps({f"{data_name}/{model}": runs[f"{data_name}/{model}"]}))
+        big = build_models(tmp, ((1.0, 224),))
+        size = {kind: big[f"mobilenet_v2_1.0_224_{kind}"].stat().st_size for kind in ("float32", "int8")}
+        latency = {kind: bench(big[f"mobilenet_v2_1.0_224_{kind}"], threads=1, runs=50,
+                               min_time=1.0 if args.quick else 3.0).stats.median_ms for kind in ("float32", "int8")}
+    recoveries = [r["qat_recovery"] for r in runs.values() if r["qat_recovery"] is not None]
     print(json.dumps({
-        "benchmark": "compression", "quick": args.quick, "model": "cnn@32 digits",
-        "build_seconds": round(build_seconds, 1),
-        "float32_accuracy": round(float32["accuracy"], 4), "int8_accuracy": round(int8["accuracy"], 4),
-        "int8_drop_pts": round(100 * (float32["accuracy"] - int8["accuracy"]), 2),
-        "int8_agreement": round(int8["agreement_with_float32"], 4),
-        "sparsity": round(report["sparsity"]["overall"], 4),
-        "pruned_vs_dense_gzip_ratio": round(float32["gzip_bytes"] / dense["gzip_bytes"], 3),
-        "pruned_vs_dense_bytes_ratio": round(float32["bytes"] / dense["bytes"], 3),
-        "pruned_vs_dense_latency_ratio": round(float32["latency_ms"]["median"] / dense["latency_ms"]["median"], 3),
-        "int8_vs_float32_bytes_ratio": round(int8["bytes"] / float32["bytes"], 3),
-        "int8_vs_float32_latency_ratio": round(latency["int8"] / latency["float32"], 3),
-        "float32_median_ms": round(latency["float32"], 4), "int8_median_ms": round(latency["int8"], 4),
+        "benchmark": "compression", "quick": args.quick, "epochs": epochs,
+        "int8_size_ratio": round(size["int8"] / size["float32"], 3),
+        "latency_ratio_224": round(latency["int8"] / latency["float32"], 3),
+        "pruned_gzip_ratio": max(r["pruned_gzip_ratio"] for r in runs.values()),
+        "int8_drop_points": max(r["int8_drop_points"] for r in runs.values()),
+        "int8_agreement": min(r["int8_agreement"] for r in runs.values()),
+        "qat_recovery": min(recoveries) if recoveries else None,
+        "mobilenet_v2_1.0_224_ms": {k: round(v, 3) for k, v in latency.items()},
+        **{name: r for name, r in runs.items()},
     }))
 
 

@@ -1,0 +1,32 @@
+"""A generated photo folder for the benchmarks: random crops of the photos scikit-image ships, one class each."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
+
+
+def make_photo_folder(root: Path, per_class: int, seed: int = 0) -> Path:
+    """root/<photo>/<i>.jpg: crops of 35-70% of the photo's short side, flipped and brightened at random."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    for name in PHOTOS:
+        photo = getattr(data, name)()
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        short = min(photo.shape[:2])
+        for i in range(per_class):
+            side = int(short * rng.uniform(0.35, 0.7))
+            top = int(rng.integers(0, photo.shape[0] - side + 1))
+            left = int(rng.integers(0, photo.shape[1] - side + 1))
+            crop = photo[top:top + side, left:left + side]
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            crop = np.clip(crop.astype(np.float32) * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+            crop = cv2.resize(crop, (160, 160), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(folder / f"{i:04d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return root
