@@ -76,6 +76,8 @@ def test_registry_sizes_and_mobilenet_without_weights():
     config = BuildConfig().model.__class__(name="mobilenet_v2", alpha=0.35, weights="none")
     model = create_model(config, 4, 32)
     assert model.output_shape == (None, 4) and model.layers[1].name == "normalize"
+    norms = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
+    assert norms and all(layer.momentum == 0.9 for layer in norms)  # from scratch: statistics that keep up
     missing = BuildConfig().model.__class__(name="mobilenet_v2", alpha=0.35, weights="/nope/weights.h5")
     with pytest.raises(ModelBuildError, match="--weights /nope/weights.h5: no such file"):
         create_model(missing, 4, 32)
