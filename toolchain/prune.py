@@ -14,8 +14,11 @@ SCHEDULE_END = 0.6
 
 
 def _prunable(layer: Any) -> bool:
+    """Layers tfmot prunes. DepthwiseConv2D is left out: tfmot's registry lists no prunable weight for
+    it (measured: 0% zeros in every MobileNetV2 depthwise layer after --prune 0.5), so counting it as
+    pruned understated the sparsity reached (0.469 instead of 0.5)."""
     layers = keras().layers
-    return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense))
+    return isinstance(layer, (layers.Conv2D, layers.Dense)) and not isinstance(layer, layers.DepthwiseConv2D)
 
 
 def kept_dense(model: Any, always: Sequence[str], patterns: Sequence[str]) -> list[str]:
