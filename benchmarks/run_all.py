@@ -13,17 +13,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from edgeclf.runtime.bench import cpu_name
+
 HERE = Path(__file__).parent
-
-
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -50,7 +42,7 @@ def main() -> int:
     header = (f"# Benchmark results\n\nWritten by `make bench` (benchmarks/run_all.py); every figure below was "
               f"measured in the run recorded here. Compare timings only as ratios from the same run.\n\n"
               f"- date: {datetime.now().astimezone().isoformat(timespec='seconds')}\n"
-              f"- machine: {cpu()}, {os.cpu_count()} cores, {platform.platform()}\n"
+              f"- machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}\n"
               f"- python: {platform.python_version()}\n\n")
     (HERE / "RESULTS.md").write_text(header + "\n".join(sections), encoding="utf-8")
     print(f"wrote {HERE / 'RESULTS.md'}", file=sys.stderr)

@@ -1,7 +1,6 @@
 """Choosing the representative set for full-integer quantization: class-stratified and seeded."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path

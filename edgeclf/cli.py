@@ -624,8 +624,7 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     server = LiveServer(*address) if address else None
     if server:
         click.echo(f"serving {server.url}", err=True)
-    writer: list = []
-    started = [0.0]
+    writer: list = []  # the video writer, opened on the first frame (its size comes from the frame)
 
     def on_result(result: dict, frame: np.ndarray | None) -> None:
         if not quiet:

@@ -28,7 +28,7 @@ def markdown(report: dict) -> str:
              f"{len(data['classes'])} classes; {len(data['skipped'])} files skipped.", "",
              "| artifact | bytes | gzip bytes | top-1 | top-5 | agreement with float32 | latency median / p90 (ms) | input |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, a in artifacts.items():
+    for a in artifacts.values():
         io = a["input"]
         quant = f"{io['dtype']} (scale {io['scale']:g}, zero point {io['zero_point']})" if io["scale"] else io["dtype"]
         lines.append(f"| `{Path(a['path']).name}` | {_kib(a['bytes'])} | {_kib(a['gzip_bytes'])} | "
