@@ -94,7 +94,8 @@ _DEFAULTS = _build_defaults()
 
 # flag name -> the BuildConfig key it sets; a flag overrides --config only when given.
 _BUILD_FLAGS = {
-    "data": "data.source", "val_split": "data.val_split", "model": "model.name", "size": "model.size",
+    "data": "data.source", "val_split": "data.val_split", "augment": "data.augment", "flip": "data.flip",
+    "class_weight": "data.class_weight", "model": "model.name", "size": "model.size",
     "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
     "prune": "prune.sparsity", "prune_epochs": "prune.epochs",
@@ -108,9 +109,17 @@ _BUILD_FLAGS = {
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--data", default=_DEFAULTS.data.source,
-              help="Image folder (root/<class>/*.jpg, or with train/ and val/ subfolders) or a built-in: digits.")
+              help="Image folder (root/<class>/*.jpg, or with train/, val/ [, test/] subfolders) or a built-in: "
+                   "digits (offline), mnist, fashion_mnist, cifar10 (downloaded by Keras once).")
 @click.option("--val-split", type=float, default=_DEFAULTS.data.val_split,
               help="Validation share when the folder has no val/ subfolder (stratified, seeded).")
+@click.option("--augment", type=click.Choice(["none", "light", "strong"]), default=_DEFAULTS.data.augment,
+              help="Training-batch augmentation: flip, rotation, zoom, translation, contrast (light: 10 degrees, "
+                   "10%; strong: 20 degrees, 20%).")
+@click.option("--flip/--no-flip", default=_DEFAULTS.data.flip,
+              help="Horizontal flips in augmentation; --no-flip for text, digits or left/right classes.")
+@click.option("--class-weight", type=click.Choice(["none", "auto"]), default=_DEFAULTS.data.class_weight,
+              help="auto: weight the loss by inverse class frequency (unbalanced folders).")
 @click.option("--model", default=_DEFAULTS.model.name, help="Model: cnn, tiny or mobilenet_v2.")
 @click.option("--size", type=int, default=None, show_default="per model: cnn 32, mobilenet_v2 96",
               help="Input side in pixels.")
@@ -187,6 +196,43 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
     if config.prune.target:
         click.echo(f"  sparsity {summary['sparsity']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
     click.echo(f"  report: {run_dir / 'report.md'}")
+
+
+@cli.command("data", context_settings=CONTEXT)
+@click.argument("folder", metavar="DIR")
+@click.option("--show", type=int, default=20, help="Skipped files and duplicate groups to list (all with --json).")
+@json_option
+@reports_errors
+def data_command(folder: str, show: int, as_json: bool) -> None:
+    """Check a dataset folder before training: per-class counts, image sizes, duplicates, files that would be skipped."""
+    from edgeclf.toolchain.data import BUILTINS, resolve_source
+    from edgeclf.toolchain.survey import survey
+
+    root = resolve_source(folder) if folder in BUILTINS else Path(folder)
+    total = sum(1 for _ in root.rglob("*")) if root.is_dir() else 0
+    with _Progress("checking", total, not as_json) as progress:
+        result = survey(root, progress)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(f"{result.root}: {result.layout}, {len(result.classes)} classes")
+    splits = list(result.counts)
+    click.echo(f"  {'class':24s}" + "".join(f"{name:>8s}" for name in splits))
+    for name in result.classes:
+        click.echo(f"  {name[:24]:24s}" + "".join(f"{result.counts[s][name]:8d}" for s in splits))
+    click.echo("  image sizes (longer side, px): " + ", ".join(f"{b}: {n}" for b, n in result.sizes.items()))
+    click.echo("  most common: " + ", ".join(f"{size} ({n})" for size, n in result.common_sizes))
+    click.echo(f"  duplicates (identical bytes): {len(result.duplicates)} group(s)")
+    for group in result.duplicates[:show]:
+        click.echo(f"    {' = '.join(group['paths'])}" + (f"  [classes {', '.join(group['classes'])}]"
+                                                          if len(group["classes"]) > 1 else ""))
+    click.echo(f"  would be skipped: {len(result.skipped)} file(s)")
+    for item in result.skipped[:show]:
+        click.echo(f"    {item['path']}: {item['reason']}")
+    if len(result.skipped) > show or len(result.duplicates) > show:
+        click.echo("    ... (--show N or --json for all)")
+    for line in result.advice:
+        click.echo(f"  note: {line}")
 
 
 def _load_model(path: str, threads: int | None = None) -> Model:

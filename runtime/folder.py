@@ -49,13 +49,15 @@ def scan(root: str | os.PathLike) -> ImageFolder:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
     if not class_dirs:
         raise DatasetError(f"{root}: no class folders inside. Put each class's images in {root}/<class name>/.")
-    files, ignored = [], []
+    files = []
+    ignored = [{"path": str(p), "reason": "not inside a class folder"}
+               for p in sorted(root.iterdir()) if p.is_file() and _visible(p)]
     for index, class_dir in enumerate(class_dirs):
         images = []
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
-            if any(part.startswith(".") for part in path.relative_to(class_dir).parts):
-                continue
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
+        for path in _walk(class_dir):
+            if not path.is_file():
+                ignored.append({"path": str(path), "reason": "broken symlink or not a regular file"})
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
                 images.append((path, index))
             else:
                 ignored.append({"path": str(path), "reason": f"not an image extension ({path.suffix or 'none'})"})
@@ -64,6 +66,20 @@ def scan(root: str | os.PathLike) -> ImageFolder:
                                f"({', '.join(sorted(IMAGE_EXTENSIONS))}). Add images or remove the folder.")
         files.extend(images)
     return ImageFolder(root, tuple(p.name for p in class_dirs), tuple(files), tuple(ignored))
+
+
+def _walk(top: Path) -> list[Path]:
+    """Visible files under top, sorted, following symlinked folders once (a link loop ends there)."""
+    seen, found = set(), []
+    for folder, subfolders, names in os.walk(top, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found.extend(Path(folder) / name for name in names if not name.startswith("."))
+    return sorted(found)
 
 
 def eval_root(root: str | os.PathLike) -> Path:

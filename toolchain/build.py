@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeclf.calibration import CalibrationSet, check, from_folder, select
+from edgeclf.calibration.representative import stratified_indices
 from edgeclf.runtime import metadata as tflite_metadata
 from edgeclf.runtime.bench import LatencyStats, cpu_name, time_invokes
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_THREADS = 1  # report latency single-threaded: the most stable figure on a shared machine
 DEBUG_IMAGES = 32  # validation images the quantization debugger compares float and int8 layers on
+CHECK_IMAGES = 2000  # training images the calibration set is compared with
 
 
 @dataclass
@@ -97,9 +99,11 @@ class EvaluateResult:
 def run_data(config: BuildConfig, ctx: BuildContext) -> DataResult:
     spec = get_spec(config.model.name)
     size = input_size(spec, config.model.size)
-    splits = load_splits(config.data.source, size, config.data.val_split, config.seed)
-    ctx.log(f"  {len(splits.train.labels)} train / {len(splits.val.labels)} val images, "
-            f"{len(splits.classes)} classes, {len(splits.train.skipped) + len(splits.val.skipped)} skipped, at {size}x{size}")
+    splits = load_splits(config.data.source, size, config.data.val_split, config.seed, config.train.batch_size)
+    test = f" / {len(splits.test)} test" if splits.test is not None else ""
+    ctx.log(f"  {len(splits.train)} train / {len(splits.val)} val{test} images, {len(splits.classes)} classes, "
+            f"{len(splits.skipped)} skipped, at {size}x{size} (cache: {splits.cache.decoded} decoded, "
+            f"{splits.cache.reused} reused)")
     return DataResult(splits, spec, size)
 
 
@@ -114,11 +118,14 @@ def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
 
 
 def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
-    from edgeclf.toolchain.train import make_dataset
+    """Training batches (shuffled, augmented, class-weighted as configured) and validation batches."""
+    from edgeclf.toolchain.pipeline import Augmentation, class_weights, make_dataset
 
-    batch = config.train.batch_size
-    return (make_dataset(splits.train.images, splits.train.labels, batch, True, config.seed),
-            make_dataset(splits.val.images, splits.val.labels, batch, False, config.seed))
+    batch, data = config.train.batch_size, config.data
+    weights = class_weights(splits.train.labels, len(splits.classes)) if data.class_weight == "auto" else None
+    train = make_dataset(splits.train, splits.train.labels, batch, True, config.seed,
+                         Augmentation.level(data.augment, data.flip), weights)
+    return train, make_dataset(splits.val, splits.val.labels, batch, False, config.seed)
 
 
 def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
@@ -175,7 +182,7 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     errors = []
     if "int8" in contents and images is not None:
         val = ctx.results["data"].splits.val
-        errors = layer_errors(model, images, val.images[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
+        errors = layer_errors(model, images, val[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
         worst = errors[0] if errors else None
         if worst:
             ctx.log(f"  largest quantization error: {worst['tensor']} ({worst['rmse_per_step']:.2f} steps RMS)")
@@ -199,11 +206,11 @@ def _representative_set(config: BuildConfig, data: DataResult) -> tuple[Calibrat
     if quantize.calib_data:
         calibration, images = from_folder(quantize.calib_data, data.size, quantize.calib_size, config.seed)
     else:
-        calibration = select(train.images, train.labels, data.splits.classes, train.paths, quantize.calib_size,
-                             config.seed)
-        images = train.images[calibration.indices]
+        calibration = select(train, train.labels, data.splits.classes, train.paths, quantize.calib_size, config.seed)
+        images = train[calibration.indices]
     per_class = calibration.per_class if set(calibration.per_class) <= set(data.splits.classes) else {}
-    warnings = check(images, per_class, train.images, data.splits.classes if per_class else [])
+    reference = train[stratified_indices(train.labels, CHECK_IMAGES, config.seed)]  # bounded memory on big folders
+    warnings = check(images, per_class, reference, data.splits.classes if per_class else [])
     return dataclasses.replace(calibration, warnings=tuple(warnings)), images
 
 
@@ -268,7 +275,7 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
     evaluations, entries = {}, {}
     for variant, path in export.artifacts.items():
         model = Model(path, num_threads=LATENCY_THREADS)
-        evaluations[variant] = evaluation = evaluate(model, val.images, val.labels, val.paths)
+        evaluations[variant] = evaluation = evaluate(model, val, val.labels, val.paths)
         (ctx.run_dir / f"confusion_{variant}.png").write_bytes(confusion_png(evaluation.confusion(), evaluation.labels))
         structure = model.structure
         entries[variant] = {
@@ -280,6 +287,9 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
             "ops": structure.op_counts(), "float_ops": len(structure.float_ops()),
             "weight_sparsity": structure.weight_sparsity(),
         }
+        if data.splits.test is not None:
+            test = data.splits.test
+            entries[variant]["test_accuracy"] = evaluate(model, test, test.labels).accuracy
         ctx.log(f"  {variant}: top-1 {100 * evaluation.accuracy:.2f}%, agreement with float32 "
                 f"{100 * entries[variant]['agreement_with_float32']:.2f}%, "
                 f"median {entries[variant]['latency_ms']['median']:.3f} ms")
@@ -288,7 +298,7 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
         reference = ctx.run_dir / ".dense_reference.tflite"
         reference.write_bytes(export.dense_reference)
         model = Model(reference, num_threads=LATENCY_THREADS, labels=list(data.splits.classes))
-        dense = _measure(model, evaluate(model, val.images, val.labels), export.dense_reference)
+        dense = _measure(model, evaluate(model, val, val.labels), export.dense_reference)
         reference.unlink()
     return EvaluateResult(entries, dense)
 
@@ -304,6 +314,15 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _class_weight_report(config: BuildConfig, splits: Splits) -> dict | None:
+    from edgeclf.toolchain.pipeline import class_weights
+
+    if config.data.class_weight != "auto":
+        return None
+    weights = class_weights(splits.train.labels, len(splits.classes))
+    return {name: round(weights[i], 4) for i, name in enumerate(splits.classes)}
+
+
 def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     data: DataResult = ctx.results["data"]
     prune: PruneResult = ctx.results["prune"]
@@ -315,9 +334,11 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "config": config.to_dict(),
         "model": {"name": config.model.name, "size": data.size, "parameters": int(ctx.results["model"].model.count_params())},
-        "dataset": {"root": str(splits.root), "train": int(len(splits.train.labels)), "val": int(len(splits.val.labels)),
-                    "classes": list(splits.classes),
-                    "skipped": splits.train.skipped + splits.val.skipped + splits.ignored},
+        "dataset": {"root": str(splits.root), "train": len(splits.train), "val": len(splits.val),
+                    **({"test": len(splits.test)} if splits.test is not None else {}),
+                    "classes": list(splits.classes), "split": splits.split, "per_class": splits.class_counts(),
+                    "augment": config.data.augment, "class_weight": _class_weight_report(config, splits),
+                    "cache": splits.cache.as_dict(), "skipped": splits.skipped},
         "artifacts": evaluated.artifacts,
         "dense_reference": evaluated.dense_reference,
         "sparsity": prune.sparsity,
@@ -330,11 +351,12 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "gate": quality_gate(config, evaluated.artifacts),
     }
     report_module.write_json(ctx.run_dir / "report.json", report)
+    report_module.write_json(ctx.run_dir / "dataset_split.json", splits.listing())
     (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
     val = data.splits.val
     index = {path: i for i, path in enumerate(val.paths)}
     flipped = {f["path"] for a in report["artifacts"].values() for f in a["flips_vs_float32"][:200]}
-    thumbnails = {path: thumbnail(val.images[index[path]]) for path in flipped if path in index}
+    thumbnails = {path: thumbnail(val[index[path]]) for path in flipped if path in index}
     confusions = {name: (ctx.run_dir / f"confusion_{name}.png").read_bytes() for name in report["artifacts"]}
     (ctx.run_dir / "report.html").write_text(report_module.html_page(report, confusions, thumbnails), encoding="utf-8")
     return report

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-BUILTIN_DATASETS = ("digits",)
+BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+AUGMENT_LEVELS = ("none", "light", "strong")
+CLASS_WEIGHTS = ("none", "auto")
 IO_TYPES = ("uint8", "int8", "float32")
 
 
@@ -32,6 +34,9 @@ def _require(ok: bool, message: str) -> None:
 class DataConfig:
     source: str = "digits"  # a folder, or a built-in dataset name
     val_split: float = 0.2  # used when the folder has no train/ and val/ subfolders
+    augment: str = "none"  # none | light | strong, on training batches only
+    flip: bool = True  # horizontal flips in augmentation (turn off for text, digits, left/right classes)
+    class_weight: str = "none"  # none | auto (inverse class frequency, for unbalanced folders)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.source, str) and self.source != "",
@@ -39,6 +44,12 @@ class DataConfig:
                  "Use e.g. --data photos/ or --data digits.")
         _require(isinstance(self.val_split, (int, float)) and 0.0 < self.val_split < 1.0,
                  f"--val-split must be in (0, 1); received {self.val_split!r}. Use e.g. --val-split 0.2.")
+        _require(self.augment in AUGMENT_LEVELS,
+                 f"--augment must be one of {', '.join(AUGMENT_LEVELS)}; received {self.augment!r}. Use e.g. --augment light.")
+        _require(isinstance(self.flip, bool), f"data.flip is a switch (true/false); received {self.flip!r}.")
+        _require(self.class_weight in CLASS_WEIGHTS,
+                 f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}; received {self.class_weight!r}. "
+                 "Use --class-weight auto for unbalanced classes.")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The data stage's sources: image folders (with or without train/val splits) and built-in datasets.
 
 Built-ins are written once as an ordinary image folder under the cache, so every source goes
-through the same folder scan and the same `edgeclf.runtime.preprocess` as the device.
+through the same folder scan, the same `edgeclf.runtime.preprocess` and the same image cache
+(`edgeclf.toolchain.cache`) as a user's photos.
 """
 from __future__ import annotations
 
@@ -9,31 +10,57 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from edgeclf.calibration.representative import stratified_indices
-from edgeclf.runtime.folder import DatasetError, ImageFolder, LoadedImages, load, scan
+from edgeclf.runtime.folder import DatasetError, ImageFolder, scan
+from edgeclf.toolchain import cache
+from edgeclf.toolchain.cache import CachedImages, CacheStats, cache_root
 
 log = logging.getLogger(__name__)
 
-BUILTINS = ("digits",)
 DIGITS_VERSION = 1
+# Built-ins that Keras downloads: name -> (loader module, the files its loader keeps under ~/.keras/datasets).
+KERAS_DATASETS = {
+    "mnist": ("mnist", "mnist.npz"),
+    "fashion_mnist": ("fashion_mnist", "fashion-mnist/ (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                      "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)"),
+    "cifar10": ("cifar10", "cifar-10-batches-py.tar.gz (extracted to cifar-10-batches-py/)"),
+}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle_boot")
+BUILTINS = ("digits", *KERAS_DATASETS)
 
 
-def cache_root() -> Path:
-    """Where edgeclf keeps built-in datasets: $EDGECLF_CACHE, else ~/.cache/edgeclf."""
-    return Path(os.environ.get("EDGECLF_CACHE") or Path.home() / ".cache" / "edgeclf")
+def _write_folder(target: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> Path:
+    """Writes {split: (uint8 images, labels)} as target/<split>/<class>/<i>.png, atomically (staging + rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for split, (images, labels) in splits.items():
+            for name in names:
+                (staging / split / name).mkdir(parents=True)
+            for i, (image, label) in enumerate(zip(images, labels)):
+                pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+                cv2.imwrite(str(staging / split / names[int(label)] / f"{i:05d}.png"), pixels)
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "val").is_dir():
+            raise
+    return target
 
 
 def materialize_digits(root: Path | None = None) -> Path:
     """Writes scikit-learn's 1,797 handwritten digits as 8x8 grayscale PNGs in train/ and val/.
 
     The split is fixed (20% validation, stratified, seed 0) so every run sees the same val set.
-    Written into a temporary folder and renamed, so a half-written dataset is never used.
     """
     target = (root or cache_root() / "datasets") / f"digits-v{DIGITS_VERSION}"
     if (target / "train").is_dir() and (target / "val").is_dir():
@@ -46,37 +73,82 @@ def materialize_digits(root: Path | None = None) -> Path:
     pixels = np.clip(np.round(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
     val = np.zeros(len(pixels), dtype=bool)
     val[stratified_indices(digits.target, int(round(0.2 * len(pixels))), seed=0)] = True
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".digits-", dir=target.parent))
+    return _write_folder(target, {"train": (pixels[~val], digits.target[~val]), "val": (pixels[val], digits.target[val])},
+                         tuple(str(d) for d in range(10)))
+
+
+def keras_home() -> Path:
+    """Where Keras' dataset loaders keep their downloads ($KERAS_HOME, else ~/.keras)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def materialize_keras(name: str, root: Path | None = None) -> Path:
+    """Writes a Keras dataset (downloaded by its own loader) as PNGs: train/ and val/ (Keras' test split).
+
+    Raises:
+        DatasetError: the download failed (offline); the message names the file to place and where.
+    """
+    target = (root or cache_root() / "datasets") / name
+    if (target / "train").is_dir() and (target / "val").is_dir():
+        return target
+    from edgeclf.toolchain._tf import keras
+
+    module, files = KERAS_DATASETS[name]
     try:
-        for i, (image, label) in enumerate(zip(pixels, digits.target)):
-            folder = staging / ("val" if val[i] else "train") / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{i:04d}.png"), image)
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "val").is_dir():
-            raise
-    return target
+        (x_train, y_train), (x_test, y_test) = getattr(keras().datasets, module).load_data()
+    except Exception as exc:  # Keras raises a bare Exception for a failed download
+        raise DatasetError(
+            f"--data {name}: Keras could not download it ({str(exc).splitlines()[0][:200]}). Offline, place "
+            f"{files} in {keras_home() / 'datasets'} (copy it from a machine that has run "
+            f"keras.datasets.{module}.load_data()), or pass an image folder with --data DIR.") from exc
+    names = {"cifar10": CIFAR10_CLASSES, "fashion_mnist": FASHION_CLASSES}.get(name, tuple(str(d) for d in range(10)))
+    log.info("writing %s as PNG files under %s (once)", name, target)
+    return _write_folder(target, {"train": (x_train, y_train.reshape(-1)), "val": (x_test, y_test.reshape(-1))}, names)
 
 
 def resolve_source(source: str) -> Path:
     """A built-in dataset name or a folder path -> the folder to read."""
-    if source in BUILTINS:
+    if source == "digits":
         return materialize_digits()
+    if source in KERAS_DATASETS:
+        return materialize_keras(source)
     return Path(source)
 
 
 @dataclass
 class Splits:
-    """Preprocessed train and validation images of one build."""
+    """The train, validation (and optional test) images of one build, read from the image cache."""
 
     root: Path
     classes: tuple[str, ...]
-    train: LoadedImages
-    val: LoadedImages
-    ignored: list[dict]
+    train: CachedImages
+    val: CachedImages
+    ignored: list[dict]  # files skipped by the scan (not an image extension, broken links)
+    test: CachedImages | None = None
+    split: str = "folders"  # "folders" (train/ and val/ given) or how the flat folder was split
+    cache: CacheStats = field(default_factory=CacheStats)
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Every file left out, with its path and the reason."""
+        parts = [self.train, self.val] + ([self.test] if self.test is not None else [])
+        return [item for part in parts for item in part.skipped] + list(self.ignored)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        parts = {"train": self.train, "val": self.val, **({"test": self.test} if self.test is not None else {})}
+        return {name: {c: int(np.sum(part.labels == i)) for i, c in enumerate(self.classes)}
+                for name, part in parts.items()}
+
+    def listing(self) -> dict:
+        """The files of each split relative to the root: saved in the run, so the split can be reproduced."""
+        def relative(paths: list[str]) -> list[str]:
+            return [os.path.relpath(p, self.root) for p in paths]
+
+        listing = {"root": str(self.root), "split": self.split, "classes": list(self.classes),
+                   "train": relative(self.train.paths), "val": relative(self.val.paths)}
+        if self.test is not None:
+            listing["test"] = relative(self.test.paths)
+        return listing
 
 
 def _split_flat(folder: ImageFolder, fraction: float, seed: int) -> tuple[list, list]:
@@ -87,35 +159,55 @@ def _split_flat(folder: ImageFolder, fraction: float, seed: int) -> tuple[list, 
     return train, val
 
 
-def load_splits(source: str, size: int, val_split: float, seed: int) -> Splits:
-    """Scans, splits and decodes a dataset at the model's input size.
+def _scan_splits(root: Path, val_split: float, seed: int) -> tuple[tuple[str, ...], dict[str, list], list, str]:
+    if not (root / "train").is_dir():
+        if (root / "val").is_dir() or (root / "test").is_dir():
+            raise DatasetError(f"{root}: has a val/ or test/ folder but no train/ folder. Add {root}/train/<class>/ "
+                               "images, or put the class folders directly in the root to split automatically.")
+        folder = scan(root)
+        train, val = _split_flat(folder, val_split, seed)
+        return folder.classes, {"train": train, "val": val}, list(folder.ignored), f"--val-split {val_split} --seed {seed}"
+    if not (root / "val").is_dir():
+        raise DatasetError(f"{root}: has train/ but no val/ folder. Add {root}/val/<class>/ images, "
+                           "or put the class folders directly in the root to split automatically.")
+    folders = {name: scan(root / name) for name in ("train", "val", "test") if (root / name).is_dir()}
+    for name, folder in folders.items():
+        if folder.classes != folders["train"].classes:
+            raise DatasetError(f"{root}: train/ classes {list(folders['train'].classes)} differ from {name}/ classes "
+                               f"{list(folder.classes)}. Give every split the same class folders.")
+    ignored = [item for folder in folders.values() for item in folder.ignored]
+    return folders["train"].classes, {name: list(f.files) for name, f in folders.items()}, ignored, "folders"
 
-    A folder with train/ and val/ subfolders uses them; otherwise root/<class>/ is split
-    (stratified, seeded). Unreadable images are skipped and listed, never fatal.
+
+def load_splits(source: str, size: int, val_split: float, seed: int, batch_size: int = 1,
+                progress: Callable[[int], None] | None = None) -> Splits:
+    """Scans, splits and decodes a dataset at the model's input size, through the image cache.
+
+    A folder with train/ and val/ (and optional test/) subfolders uses them; otherwise root/<class>/
+    is split (stratified, seeded). Unreadable images are skipped and listed, never fatal.
 
     Raises:
-        DatasetError: missing or empty folders, train/val class names that differ, a single class.
+        DatasetError: before any training: missing or empty folders, a class with no readable image,
+            a single class, train/val class names that differ, fewer training images than a batch.
     """
     root = resolve_source(source)
-    if (root / "train").is_dir():
-        if not (root / "val").is_dir():
-            raise DatasetError(f"{root}: has train/ but no val/ folder. Add {root}/val/<class>/ images, "
-                               "or put the class folders directly in the root to split automatically.")
-        train_folder, val_folder = scan(root / "train"), scan(root / "val")
-        if train_folder.classes != val_folder.classes:
-            raise DatasetError(f"{root}: train/ classes {list(train_folder.classes)} differ from val/ classes "
-                               f"{list(val_folder.classes)}. Give both splits the same class folders.")
-        classes, train_files, val_files = train_folder.classes, train_folder.files, val_folder.files
-        ignored = list(train_folder.ignored + val_folder.ignored)
-    else:
-        folder = scan(root)
-        classes, ignored = folder.classes, list(folder.ignored)
-        train_files, val_files = _split_flat(folder, val_split, seed)
+    classes, files, ignored, split = _scan_splits(root, val_split, seed)
     if len(classes) < 2:
         raise DatasetError(f"{root}: found a single class {list(classes)}; a classifier needs at least two "
                            "class folders.")
-    train, val = load(train_files, size), load(val_files, size)
-    for name, split in (("train", train), ("val", val)):
-        if len(split.labels) == 0:
-            raise DatasetError(f"{root}: the {name} split has no readable images. Check the files listed as skipped.")
-    return Splits(root, classes, train, val, ignored)
+    stats = CacheStats()
+    all_files = [path for part in files.values() for path, _ in part]
+    pixels, mapping, done = cache.build(root, all_files, size, progress)
+    stats.decoded, stats.reused, stats.dropped = done.decoded, done.reused, done.dropped
+    parts = {name: cache.load(root, part, size, entry=(pixels, mapping)) for name, part in files.items()}
+    counts = np.bincount(parts["train"].labels, minlength=len(classes))
+    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DatasetError(f"{root}: class {', '.join(repr(c) for c in empty)} has no readable training image (every "
+                           "file was skipped; run `edgeclf data` on the folder to see why). Add images or remove the class.")
+    if len(parts["val"]) == 0:
+        raise DatasetError(f"{root}: the val split has no readable images. Check the files listed by `edgeclf data`.")
+    if len(parts["train"]) < batch_size:
+        raise DatasetError(f"{root}: {len(parts['train'])} training images, fewer than one batch (--batch-size "
+                           f"{batch_size}). Add images or pass --batch-size {max(1, len(parts['train']))}.")
+    return Splits(root, classes, parts["train"], parts["val"], ignored, parts.get("test"), split, stats)

@@ -1,10 +1,12 @@
-"""Training with tf.data and the callbacks that matter: best-weights restore and LR decay on plateau."""
+"""Training and the callbacks that matter: best-weights restore and LR decay on plateau.
+
+The input batches come from `edgeclf.toolchain.pipeline`.
+"""
 from __future__ import annotations
 
 import math
 from typing import Any, Callable
 
-import numpy as np
 
 from edgeclf.toolchain._tf import keras, tf
 
@@ -15,17 +17,6 @@ def seed_everything(seed: int) -> None:
     """Same seed, same data -> same weights (op determinism costs little on CPU)."""
     keras().utils.set_random_seed(seed)
     tf().config.experimental.enable_op_determinism()
-
-
-def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> Any:
-    """uint8 RGB images -> batches of float32 pixels 0-255 (the model rescales them itself)."""
-    tf_ = tf()
-    dataset = tf_.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda x, y: (tf_.cast(x, tf_.float32), y),
-                                            num_parallel_calls=tf_.data.AUTOTUNE)
-    return dataset.prefetch(tf_.data.AUTOTUNE)
 
 
 def epoch_logger(log: Log, label: str, epochs: int) -> Any:

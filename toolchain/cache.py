@@ -1,0 +1,298 @@
+"""The on-disk uint8 image cache: each image decoded and resized once, then read back per batch.
+
+One cache entry per (dataset folder, input size) under `$EDGECLF_CACHE/images/`:
+
+- `pixels-<id>.u8`: raw rows of (height, width, 3) uint8 RGB, one per readable image;
+- `index.json`: for every file seen, its size and mtime (the key), its row, or why it was skipped.
+
+A file whose size or mtime changed, or a new file, is decoded again; a removed one is dropped. An
+update writes a new pixels file and then replaces index.json atomically, so a build killed mid-way
+leaves the previous entry valid; an index whose pixels file is missing or of the wrong length is
+rebuilt. Rows are read with `os.pread`, so reading an epoch never maps the whole file into the
+process (memory stays bounded for folders larger than RAM; the OS page cache does the caching).
+
+No TensorFlow here: `edgeclf.toolchain.pipeline` streams these rows into tf.data.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from edgeclf.runtime.preprocess import ImageError, preprocess
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when preprocess output changes, so old entries are not reused
+CHUNK = 256  # files decoded per batch of thread-pool work
+
+
+def cache_root() -> Path:
+    """Where edgeclf keeps its caches: $EDGECLF_CACHE, else ~/.cache/edgeclf."""
+    return Path(os.environ.get("EDGECLF_CACHE") or Path.home() / ".cache" / "edgeclf")
+
+
+def _entry_dir(root: Path, size: tuple[int, int]) -> Path:
+    key = f"{os.path.realpath(root)}|{size[0]}x{size[1]}|v{FORMAT}"
+    return cache_root() / "images" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}-{size[0]}x{size[1]}"
+
+
+@dataclass
+class CacheStats:
+    """What one cache update did: files decoded now, reused from earlier runs, dropped."""
+
+    decoded: int = 0
+    reused: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"decoded": self.decoded, "reused": self.reused, "dropped": self.dropped}
+
+
+@dataclass
+class CachedImages:
+    """A split's preprocessed images, read from the cache on demand; indexes like a uint8 array.
+
+    `images[i]`, `images[a:b]` and `images[[i, j]]` return (.., height, width, 3) uint8 arrays, so
+    evaluation and calibration code written for arrays works unchanged while nothing but the asked
+    rows is ever in memory.
+    """
+
+    pixels: Path
+    rows: np.ndarray  # (N,) row of each image in the pixels file
+    labels: np.ndarray  # (N,) int64 class indices
+    paths: list[str]
+    size: tuple[int, int]
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+
+    def __post_init__(self) -> None:
+        self._fd: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.rows), self.size[0], self.size[1], 3)
+
+    ndim = 4
+    dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self.read(np.array([index]))[0]
+        if isinstance(index, slice):
+            return self.read(np.arange(len(self.rows))[index])
+        return self.read(np.asarray(index, dtype=np.int64))
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """The images at these sample indices, in that order."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        height, width = self.size
+        row_bytes = height * width * 3
+        out = np.empty((len(indices), height, width, 3), np.uint8)
+        if self._fd is None:
+            self._fd = os.open(self.pixels, os.O_RDONLY)
+        flat = out.reshape(len(indices), row_bytes)
+        rows = self.rows[indices]
+        for position in np.argsort(rows, kind="stable"):  # ascending offsets: sequential reads
+            data = os.pread(self._fd, row_bytes, int(rows[position]) * row_bytes)
+            if len(data) != row_bytes:
+                raise ImageError(f"{self.pixels}: the image cache is shorter than its index. Delete "
+                                 f"{self.pixels.parent} and run again.")
+            flat[position] = np.frombuffer(data, np.uint8)
+        return out
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), batch_size):
+            yield self.read(np.arange(start, min(start + batch_size, len(self))))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_fd"] = None
+        return state
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _decode(path: Path, size: tuple[int, int]) -> np.ndarray | str:
+    try:
+        return preprocess(path, size)
+    except ImageError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+
+
+@contextlib.contextmanager
+def _locked(entry: Path) -> Iterator[None]:
+    """One writer per cache entry; concurrent builds on the same data wait for each other."""
+    entry.mkdir(parents=True, exist_ok=True)
+    with open(entry / ".lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_index(entry: Path, row_bytes: int) -> dict:
+    """The entry's index, or an empty one when it is missing, unreadable or its pixels file is damaged."""
+    try:
+        index = json.loads((entry / "index.json").read_text(encoding="utf-8"))
+        pixels = entry / index["pixels"]
+        if index.get("format") != FORMAT or pixels.stat().st_size != index["rows"] * row_bytes:
+            raise ValueError("pixels file does not match its index")
+        return index
+    except FileNotFoundError:
+        return {"files": {}}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("image cache %s is damaged (%s); rebuilding it", entry, exc)
+        return {"files": {}}
+
+
+def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int, int],
+          progress: Callable[[int], None] | None = None, workers: int | None = None) -> tuple[Path, dict, CacheStats]:
+    """Brings the cache entry of `root` at `size` up to date with `files`.
+
+    Returns:
+        (pixels file, {path: row or skip reason}, what was decoded/reused/dropped).
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    entry = _entry_dir(Path(root), size)
+    row_bytes = size[0] * size[1] * 3
+    with _locked(entry):
+        index = _read_index(entry, row_bytes)
+        old = index["files"]
+        keys = {str(path): _stat_key(path) for path in files}
+        stats = CacheStats(dropped=len(set(old) - set(keys)))
+        todo = [path for path in files if old.get(str(path), [None, None])[:2] != list(keys[str(path)] or ())]
+        stats.reused = len(files) - len(todo)
+        if not todo and not stats.dropped and old:
+            if progress is not None:
+                progress(len(files))
+            return entry / index["pixels"], {p: v[2] for p, v in old.items()}, stats
+        pixels_name = f"pixels-{uuid.uuid4().hex[:12]}.u8"
+        new_files: dict[str, list] = {}
+        rows = 0
+        temporary = entry / f".{pixels_name}.tmp"
+        try:
+            with open(temporary, "wb") as out:
+                rows = _copy_reused(entry, index, files, keys, old, out, new_files, row_bytes, progress)
+                rows = _decode_new(todo, keys, size, out, new_files, rows, progress, workers)
+                stats.decoded = len(todo)
+            os.replace(temporary, entry / pixels_name)
+            _write_json(entry / "index.json", {"format": FORMAT, "root": str(root), "size": list(size),
+                                               "pixels": pixels_name, "rows": rows, "files": new_files})
+        finally:
+            temporary.unlink(missing_ok=True)
+        for stale in entry.glob("pixels-*.u8"):
+            if stale.name != pixels_name:
+                stale.unlink(missing_ok=True)
+        return entry / pixels_name, {p: v[2] for p, v in new_files.items()}, stats
+
+
+def _copy_reused(entry: Path, index: dict, files: Sequence[Path], keys: dict, old: dict, out, new_files: dict,
+                 row_bytes: int, progress: Callable[[int], None] | None) -> int:
+    """Copies the rows of unchanged files from the previous pixels file; returns the rows written."""
+    reused = [str(path) for path in files if old.get(str(path), [None, None])[:2] == list(keys[str(path)] or ())]
+    if not reused:
+        return 0
+    rows = 0
+    with open(entry / index["pixels"], "rb") as previous:
+        for name in sorted(reused, key=lambda n: old[n][2] if isinstance(old[n][2], int) else -1):
+            value = old[name][2]
+            if isinstance(value, int):
+                out.write(os.pread(previous.fileno(), row_bytes, value * row_bytes))
+                value = rows
+                rows += 1
+            new_files[name] = [*keys[name], value]
+    if progress is not None:
+        progress(len(reused))
+    return rows
+
+
+def _decode_new(todo: Sequence[Path], keys: dict, size: tuple[int, int], out, new_files: dict, rows: int,
+                progress: Callable[[int], None] | None, workers: int | None) -> int:
+    """Decodes new and changed files on a thread pool (OpenCV releases the GIL); returns the rows written."""
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            for path, result in zip(chunk, pool.map(_decode, chunk, [size] * len(chunk))):
+                key = keys[str(path)] or (0, 0)
+                if isinstance(result, str):
+                    new_files[str(path)] = [*key, result]
+                else:
+                    out.write(result.tobytes())
+                    new_files[str(path)] = [*key, rows]
+                    rows += 1
+            if progress is not None:
+                progress(len(chunk))
+    return rows
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load(root: str | os.PathLike, files: Sequence[tuple[Path, int]], size: int | tuple[int, int],
+         progress: Callable[[int], None] | None = None, stats: CacheStats | None = None,
+         entry: tuple[Path, dict] | None = None) -> CachedImages:
+    """The cached images of `files` ((path, label) pairs under root); unreadable files are skipped and listed.
+
+    Args:
+        entry: a (pixels, rows) pair from `build` covering these files (skips a second update).
+        stats: filled with what the update did.
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if entry is None:
+        pixels, mapping, done = build(root, [path for path, _ in files], size, progress)
+        if stats is not None:
+            stats.decoded, stats.reused, stats.dropped = done.decoded, done.reused, done.dropped
+    else:
+        pixels, mapping = entry
+    rows, labels, paths, skipped = [], [], [], []
+    for path, label in files:
+        value = mapping[str(path)]
+        if isinstance(value, str):
+            skipped.append({"path": str(path), "reason": value})
+            continue
+        rows.append(value)
+        labels.append(label)
+        paths.append(str(path))
+    return CachedImages(pixels, np.asarray(rows, np.int64), np.asarray(labels, np.int64), paths, size, skipped)

@@ -1,0 +1,130 @@
+"""`edgeclf data DIR`: what a folder holds before any training, and what would be skipped and why.
+
+Decodes every file with the same `edgeclf.runtime.preprocess` the build uses, so the skip list is
+exactly what a build would skip. No TensorFlow.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeclf.runtime.folder import DatasetError, scan
+from edgeclf.runtime.preprocess import ImageError, decode_image
+
+# Longer side of the image, in pixels: the histogram's bucket edges.
+SIZE_BUCKETS = (64, 128, 256, 512, 1024, 2048)
+IMBALANCE = 3.0  # largest / smallest class count above which --class-weight auto is suggested
+
+
+@dataclass
+class Survey:
+    root: Path
+    layout: str  # "train/val[/test] folders" or "class folders (split by --val-split)"
+    classes: tuple[str, ...]
+    counts: dict[str, dict[str, int]]  # split -> class -> readable images
+    sizes: dict[str, int]  # longer-side bucket -> images
+    common_sizes: list[tuple[str, int]]  # most frequent "WxH" and their counts
+    duplicates: list[dict]  # {"sha256", "paths", "classes", "splits"} for files with identical bytes
+    skipped: list[dict]  # {"path", "reason"}
+    advice: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"root": str(self.root), "layout": self.layout, "classes": list(self.classes), "counts": self.counts,
+                "size_histogram": self.sizes, "common_sizes": [{"size": s, "images": n} for s, n in self.common_sizes],
+                "duplicates": self.duplicates, "skipped": self.skipped, "advice": self.advice}
+
+
+def _bucket(longer: int) -> str:
+    lower = 0
+    for edge in SIZE_BUCKETS:
+        if longer < edge:
+            return f"{lower}-{edge - 1}"
+        lower = edge
+    return f">={SIZE_BUCKETS[-1]}"
+
+
+def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
+    """(sha256 of the bytes, (width, height) or None, skip reason or None)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return "", None, f"cannot read ({exc.strerror or exc})"
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        image = decode_image(data, str(path))
+    except ImageError as exc:
+        return digest, None, str(exc).removeprefix(f"{path}: ")
+    return digest, (image.shape[1], image.shape[0]), None
+
+
+def survey(root: str | os.PathLike, progress: Callable[[int], None] | None = None) -> Survey:
+    """Counts, sizes, duplicates and skipped files of a dataset folder (with or without train/val splits).
+
+    Raises:
+        DatasetError: a missing folder, no class folders, or splits whose classes differ.
+    """
+    root = Path(root)
+    splits = [name for name in ("train", "val", "test") if (root / name).is_dir()]
+    if "train" in splits:
+        folders = {name: scan(root / name) for name in splits}
+        layout = "/".join(splits) + " folders"
+        for name, folder in folders.items():
+            if folder.classes != folders["train"].classes:
+                raise DatasetError(f"{root}: train/ classes {list(folders['train'].classes)} differ from {name}/ "
+                                   f"classes {list(folder.classes)}. Give every split the same class folders.")
+    else:
+        folders = {"all": scan(root)}
+        layout = "class folders (a build splits them with --val-split)"
+    classes = folders[next(iter(folders))].classes
+    files = [(split, path, label) for split, folder in folders.items() for path, label in folder.files]
+    skipped = [dict(item) for folder in folders.values() for item in folder.ignored]
+    counts = {split: dict.fromkeys(classes, 0) for split in folders}
+    sizes: Counter = Counter()
+    exact: Counter = Counter()
+    by_hash: dict[str, list[tuple[str, Path, int]]] = defaultdict(list)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for (split, path, label), (digest, size, reason) in zip(files, pool.map(_inspect, [f[1] for f in files])):
+            if progress is not None:
+                progress(1)
+            if reason is not None:
+                skipped.append({"path": str(path), "reason": reason})
+                continue
+            counts[split][classes[label]] += 1
+            sizes[_bucket(max(size))] += 1
+            exact[f"{size[0]}x{size[1]}"] += 1
+            by_hash[digest].append((split, path, label))
+    duplicates = [{"sha256": digest, "paths": [str(p) for _, p, _ in group],
+                   "classes": sorted({classes[label] for _, _, label in group}),
+                   "splits": sorted({split for split, _, _ in group})}
+                  for digest, group in by_hash.items() if len(group) > 1]
+    ordered = {bucket: sizes[bucket] for bucket in [_bucket(0)] + [_bucket(edge) for edge in SIZE_BUCKETS] if sizes[bucket]}
+    result = Survey(root, layout, classes, counts, ordered, exact.most_common(5), duplicates, skipped)
+    result.advice = _advice(result)
+    return result
+
+
+def _advice(result: Survey) -> list[str]:
+    advice = []
+    totals = {c: sum(split[c] for split in result.counts.values()) for c in result.classes}
+    empty = [c for c, n in totals.items() if n == 0]
+    if empty:
+        advice.append(f"class {', '.join(empty)} has no readable image: a build stops. Add images or remove the folder.")
+    if len(result.classes) < 2:
+        advice.append("a single class: a classifier needs at least two class folders.")
+    nonzero = [n for n in totals.values() if n]
+    if nonzero and max(nonzero) > IMBALANCE * min(nonzero):
+        advice.append(f"unbalanced classes ({min(nonzero)} to {max(nonzero)} images): consider --class-weight auto.")
+    conflicts = [d for d in result.duplicates if len(d["classes"]) > 1]
+    if conflicts:
+        advice.append(f"{len(conflicts)} identical file(s) filed under different classes: fix their labels.")
+    leaks = [d for d in result.duplicates if len(d["splits"]) > 1]
+    if leaks:
+        advice.append(f"{len(leaks)} identical file(s) in more than one split: validation accuracy is inflated.")
+    if result.skipped:
+        advice.append(f"{len(result.skipped)} file(s) will be skipped (listed above); they are not fatal.")
+    return advice
