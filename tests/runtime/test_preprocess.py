@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -83,3 +84,57 @@ def test_preprocess_resizes_and_refuses_float_arrays():
     assert resize(image, (10, 20)).shape == (10, 20, 3)
     with pytest.raises(ImageError, match="uint8 RGB pixels 0-255; received an array of float32"):
         preprocess(image.astype(np.float32) / 255, 32)
+
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "images"  # written by tests/fixtures/make_images.py
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    image = load_image(FIXTURES / "cmyk.jpg")
+    assert image.shape == (8, 16, 3)
+    assert np.abs(image.astype(int) - [255, 0, 0]).max() <= 3  # C0 M255 Y255 K0 is red
+
+
+def test_palette_png_becomes_its_rgb_colours():
+    image = load_image(FIXTURES / "palette.png")
+    assert image[:, :8].reshape(-1, 3).tolist() == [[10, 200, 30]] * 64
+    assert image[:, 8:].reshape(-1, 3).tolist() == [[250, 20, 100]] * 64
+
+
+def test_tiff_and_webp_are_read():
+    image = np.full((6, 6, 3), (20, 120, 220), np.uint8)
+    for ext in (".tif", ".webp"):
+        params = [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else []
+        ok, data = cv2.imencode(ext, image, params)
+        assert ok
+        assert decode_image(data.tobytes()).reshape(-1, 3).tolist() == [[220, 120, 20]] * 36  # BGR written, RGB read
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.7, 0.95])
+def test_truncated_jpeg_is_refused_on_every_opencv(keep):
+    ok, data = cv2.imencode(".jpg", cv2.resize(np.arange(48, dtype=np.uint8).reshape(4, 4, 3), (120, 90)))
+    data = data.tobytes()
+    with pytest.raises(ImageError, match="truncated JPEG"):
+        decode_image(data[: int(len(data) * keep)], "cut.jpg")
+    assert decode_image(data + b"\x00" * 16).shape == (90, 120, 3)  # padding after the end marker is fine
+
+
+def test_jpeg_with_exif_thumbnail_marker_is_still_checked_to_its_end():
+    ok, data = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = data.tobytes()
+    payload = b"Exif\x00\x00" + b"\xff\xd8fake thumbnail\xff\xd9"  # an embedded end marker inside APP1
+    with_app1 = data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+    assert decode_image(with_app1).shape == (16, 16, 3)
+    with pytest.raises(ImageError, match="truncated JPEG"):
+        decode_image(with_app1[:-40])
+
+
+@pytest.mark.parametrize("head, kind", [
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC"),
+    (b"GIF89a\x01\x00\x01\x00", "GIF"),
+    (b"%PDF-1.7\n", "PDF"),
+    (b'<?xml version="1.0"?><svg', "SVG"),
+])
+def test_unsupported_formats_are_named(head, kind):
+    with pytest.raises(ImageError, match=f"photo.jpg: .*{kind}.*convert it to JPEG or PNG"):
+        decode_image(head + b"\x00" * 64, "photo.jpg")
