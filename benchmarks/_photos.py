@@ -9,8 +9,9 @@ import numpy as np
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
 
 
-def make_photo_folder(root: Path, per_class: int, seed: int = 0) -> Path:
-    """root/<photo>/<i>.jpg: crops of 35-70% of the photo's short side, flipped and brightened at random."""
+def make_photo_folder(root: Path, per_class: int, seed: int = 0, sides: tuple[int, int] = (160, 160)) -> Path:
+    """root/<photo>/<i>.jpg: crops of 35-70% of the photo's short side, flipped and brightened at random,
+    saved square with a side drawn from `sides` (inclusive)."""
     from skimage import data
 
     rng = np.random.default_rng(seed)
@@ -27,6 +28,7 @@ def make_photo_folder(root: Path, per_class: int, seed: int = 0) -> Path:
             if rng.random() < 0.5:
                 crop = crop[:, ::-1]
             crop = np.clip(crop.astype(np.float32) * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
-            crop = cv2.resize(crop, (160, 160), interpolation=cv2.INTER_AREA)
+            out = int(rng.integers(sides[0], sides[1] + 1))
+            crop = cv2.resize(crop, (out, out), interpolation=cv2.INTER_AREA if out < side else cv2.INTER_LINEAR)
             cv2.imwrite(str(folder / f"{i:04d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return root

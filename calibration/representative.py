@@ -135,7 +135,8 @@ def from_folder(root: str | Path, input_size: int, size: int = DEFAULT_SIZE, see
         files = [(p, 0) for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")
                  and p.suffix.lower() in IMAGE_EXTENSIONS]
         names = ["(unlabelled)"]
-    loaded = load(files, input_size)
+    # Choose among the file names first, so only the chosen images are ever decoded (a big folder stays cheap).
+    loaded = load([files[i] for i in stratified_indices(np.array([label for _, label in files]), size, seed)], input_size)
     if not len(loaded.labels):
         raise CalibrationError(f"--calib-data {root}: no readable images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     chosen = select(loaded.images, loaded.labels, names, loaded.paths, size, seed)

@@ -20,12 +20,21 @@ def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB"
 
 
+def _skipped_examples(skipped: list[dict], shown: int = 5) -> str:
+    if not skipped:
+        return ""
+    listed = "; ".join(f"`{Path(s['path']).name}`: {s['reason']}" for s in skipped[:shown])
+    return f" ({listed}{'; ... all in report.json' if len(skipped) > shown else ''})"
+
+
 def markdown(report: dict) -> str:
     """Renders the report a person reads; states what pruning bought in measured numbers."""
     data, artifacts = report["dataset"], report["artifacts"]
     lines = [f"# edgeclf build: {report['model']['name']} @ {report['model']['size']}px", "",
              f"Data: `{data['root']}`: {data['train']} train / {data['val']} val images, "
-             f"{len(data['classes'])} classes; {len(data['skipped'])} files skipped.", "",
+             f"{len(data['classes'])} classes ({data.get('split', 'folders')}); augmentation "
+             f"{data.get('augment', 'none')}, class weights {'auto' if data.get('class_weight') else 'none'}; "
+             f"{len(data['skipped'])} files skipped{_skipped_examples(data['skipped'])}.", "",
              "| artifact | bytes | gzip bytes | top-1 | top-5 | agreement with float32 | latency median / p90 (ms) | input |",
              "|---|---|---|---|---|---|---|---|"]
     for a in artifacts.values():

@@ -248,6 +248,18 @@ def test_flip_only_augmentation_mirrors_and_identity_keeps_pixels():
     assert all(m or u for m, u in zip(mirrored, unchanged)) and 0 < sum(mirrored) < 16
 
 
+def test_contrast_scales_about_each_channel_mean():
+    from edgeclf.toolchain.pipeline import _warp
+
+    batch = np.stack([_image(i, (20, 12)) for i in range(3)])
+    identity = np.tile(np.array([[1, 0, 0, 0, 1, 0, 0, 0]], np.float32), (3, 1))
+    factors = np.array([1.0, 1.5, 0.5], np.float32)
+    out = _warp(batch, identity, factors)
+    for image, result, factor in zip(batch.astype(np.float64), out, factors):
+        mean = image.mean(axis=(0, 1))
+        assert np.abs(result - np.clip((image - mean) * factor + mean, 0, 255)).max() <= 1.0
+
+
 def test_rotation_turns_the_image_about_its_centre():
     from edgeclf.toolchain._tf import tf
     from edgeclf.toolchain.pipeline import _transforms, Augmentation
@@ -306,3 +318,22 @@ def test_data_command_counts_sizes_duplicates_and_skips(tmp_path):
 def test_data_command_on_a_missing_folder_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["data", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such folder" in result.output and "Traceback" not in result.output
+
+
+def test_build_lists_skipped_files_and_saves_its_split(tmp_path):
+    from edgeclf.toolchain.build import build
+    from edgeclf.toolchain.config import BuildConfig
+
+    root = _folder(tmp_path / "photos", per_class=12)
+    expected = _bad_files(root / "dog")
+    config = BuildConfig().override({
+        "data.source": str(root), "data.augment": "light", "data.class_weight": "auto", "model.name": "tiny",
+        "model.size": 16, "train.epochs": 1, "train.batch_size": 8, "export.out": str(tmp_path / "runs")})
+    run = build(config)
+    report = json.loads((run / "report.json").read_text())
+    dataset = report["dataset"]
+    assert {Path(s["path"]).name: s["reason"] for s in dataset["skipped"]}.keys() == expected.keys()
+    assert dataset["augment"] == "light" and set(dataset["class_weight"]) == {"cat", "dog"}
+    assert dataset["train"] + dataset["val"] == 24 and dataset["cache"]["decoded"] == 24 + len(expected)
+    split = json.loads((run / "dataset_split.json").read_text())
+    assert sorted(split["train"] + split["val"]) == sorted(f"{c}/{i}.png" for c in ("cat", "dog") for i in range(12))
