@@ -37,8 +37,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from edgeclf.toolchain._tf import MissingTrainingDependencies
     from edgeclf.toolchain.config import ConfigError
     from edgeclf.toolchain.models import ModelBuildError
+    from edgeclf.toolchain.train import TrainingSetupError
 
-    return (ModelError, ImageError, folders.DatasetError, BackendError, ConfigError, ModelBuildError,
+    return (TrainingSetupError, ModelError, ImageError, folders.DatasetError, BackendError, ConfigError, ModelBuildError,
             CalibrationError, MissingTrainingDependencies, MetadataError)
 
 
@@ -84,6 +85,12 @@ def cli() -> None:
     """edgeclf: train, prune and quantize image classifiers to .tflite, then run and benchmark them."""
 
 
+def _learning_rates() -> str:
+    from edgeclf.toolchain.models import learning_rates
+
+    return learning_rates()
+
+
 def _build_defaults() -> Any:
     from edgeclf.toolchain.config import BuildConfig
 
@@ -98,6 +105,10 @@ _BUILD_FLAGS = {
     "class_weight": "data.class_weight", "model": "model.name", "size": "model.size",
     "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
+    "fine_tune_epochs": "train.fine_tune_epochs", "fine_tune_layers": "train.fine_tune_layers",
+    "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "patience": "train.patience",
+    "tensorboard": "train.tensorboard", "resume": "train.resume", "mixed_precision": "train.mixed_precision",
+    "strategy": "train.strategy",
     "prune": "prune.sparsity", "prune_epochs": "prune.epochs",
     "prune_structure": "prune.structure", "prune_skip": "prune.skip", "int8": "quantize.int8",
     "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
@@ -120,14 +131,30 @@ _BUILD_FLAGS = {
               help="Horizontal flips in augmentation; --no-flip for text, digits or left/right classes.")
 @click.option("--class-weight", type=click.Choice(["none", "auto"]), default=_DEFAULTS.data.class_weight,
               help="auto: weight the loss by inverse class frequency (unbalanced folders).")
-@click.option("--model", default=_DEFAULTS.model.name, help="Model: cnn, tiny or mobilenet_v2.")
+@click.option("--model", default=_DEFAULTS.model.name,
+              help="Model: cnn, resnet_mini, mobilenet_v2, tiny, or a tf_keras .keras/.h5 file whose input is an image.")
 @click.option("--size", type=int, default=None, show_default="per model: cnn 32, mobilenet_v2 96",
               help="Input side in pixels.")
 @click.option("--alpha", type=float, default=_DEFAULTS.model.alpha, help="mobilenet_v2 width multiplier.")
 @click.option("--weights", default=_DEFAULTS.model.weights, help="mobilenet_v2 weights: imagenet, none or PATH.")
 @click.option("--epochs", type=int, default=_DEFAULTS.train.epochs, help="Maximum training epochs (early stopping).")
 @click.option("--batch-size", type=int, default=_DEFAULTS.train.batch_size)
-@click.option("--learning-rate", type=float, default=_DEFAULTS.train.learning_rate)
+@click.option("--learning-rate", type=float, default=None, show_default=f"per model: {_learning_rates()}",
+              help="Adam learning rate (stage 1 with pretrained weights; stage 2 uses 1/20 of it).")
+@click.option("--fine-tune-epochs", type=int, default=_DEFAULTS.train.fine_tune_epochs,
+              help="Pretrained weights only: stage 2 epochs with the top base layers unfrozen (0: head only).")
+@click.option("--fine-tune-layers", type=int, default=None, show_default="per model: mobilenet_v2 54",
+              help="Pretrained weights only: base layers unfrozen in stage 2 (BatchNorm stays frozen).")
+@click.option("--schedule", type=click.Choice(["plateau", "cosine", "step"]), default=_DEFAULTS.train.schedule,
+              help="Learning rate: x0.3 on a val_loss plateau, cosine decay, or x0.1 at 50% and 75% of the epochs.")
+@click.option("--label-smoothing", type=float, default=_DEFAULTS.train.label_smoothing)
+@click.option("--patience", type=int, default=_DEFAULTS.train.patience,
+              help="Early stopping: epochs without a better validation accuracy (best weights are restored).")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, help="Also write TensorBoard logs here.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted build of the same config from its last checkpoint.")
+@click.option("--mixed-precision", is_flag=True, help="float16 compute on a GPU (refused on a CPU, where it is slower).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=_DEFAULTS.train.strategy,
+              help="tf.distribute: mirrored over local GPUs, multiworker over the hosts in TF_CONFIG.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, help="Seed for split, training and calibration.")
 @click.option("--prune", type=float, default=_DEFAULTS.prune.sparsity,
               help="Target weight sparsity in [0, 0.95); 0 disables pruning.")

@@ -47,6 +47,44 @@ def confusion_png(matrix: np.ndarray, labels: Sequence[str], cell: int = 36) -> 
     return png(canvas)
 
 
+def curves_png(history: dict, width: int = 720, height: int = 300) -> bytes:
+    """Training curves as a PNG: loss (left) and accuracy (right), training solid blue, validation orange,
+    and a grey line where fine-tuning (stage 2) started."""
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    font, panel = cv2.FONT_HERSHEY_SIMPLEX, width // 2
+    start = (history.get("fine_tune_start") or [None])[0]
+    for p, metric in enumerate(("loss", "accuracy")):
+        left, top, right, bottom = p * panel + 48, 28, (p + 1) * panel - 12, height - 32
+        series = [(history.get(key) or [], colour) for key, colour in ((metric, (31, 119, 180)),
+                                                                       (f"val_{metric}", (255, 127, 14)))]
+        values = [v for values, _ in series for v in values if np.isfinite(v)]
+        cv2.putText(canvas, metric, (left, 18), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.rectangle(canvas, (left, top), (right, bottom), (180, 180, 180), 1)
+        if not values:
+            continue
+        low, high = (0.0, 1.0) if metric == "accuracy" else (min(values), max(values))
+        high = high if high > low else low + 1.0
+        epochs = max(len(v) for v, _ in series)
+
+        def point(i: int, v: float) -> tuple[int, int]:
+            x = left + int((right - left) * (i / max(1, epochs - 1)))
+            return x, bottom - int((bottom - top) * (min(max(v, low), high) - low) / (high - low))
+
+        if start:
+            x = point(int(start), low)[0]
+            cv2.line(canvas, (x, top), (x, bottom), (160, 160, 160), 1)
+        for values_, colour in series:
+            points = np.array([point(i, v) for i, v in enumerate(values_) if np.isfinite(v)], np.int32)
+            if len(points):
+                cv2.polylines(canvas, [points], False, colour, 2, cv2.LINE_AA)
+        for v, y in ((high, top), (low, bottom)):
+            cv2.putText(canvas, f"{v:.2f}", (p * panel + 4, y + 4), font, 0.35, (80, 80, 80), 1, cv2.LINE_AA)
+        cv2.putText(canvas, f"epoch 1..{epochs}", (left, height - 12), font, 0.35, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "train", (width - 150, 18), font, 0.45, (31, 119, 180), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "validation", (width - 100, 18), font, 0.45, (255, 127, 14), 1, cv2.LINE_AA)
+    return png(canvas)
+
+
 def thumbnail(image_rgb: np.ndarray, side: int = 64) -> bytes:
     interpolation = cv2.INTER_NEAREST if image_rgb.shape[0] < side else cv2.INTER_AREA
     return png(cv2.resize(image_rgb, (side, side), interpolation=interpolation))

@@ -27,6 +27,11 @@ def _import(name: str) -> ModuleType:
             f"Install them with: {TRAIN_INSTALL}") from exc
 
 
+def keras_home() -> str:
+    """Where Keras keeps downloaded weights and datasets: $KERAS_HOME, else ~/.keras."""
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+
+
 def require_training_dependencies() -> None:
     """Fails fast, before any work, when the training extras are not installed (no import cost)."""
     missing = [name for name in ("tensorflow", "tf_keras", "tensorflow_model_optimization")

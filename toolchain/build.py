@@ -5,7 +5,10 @@ build never leaves a folder that looks finished and never touches an earlier run
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import gzip
 import logging
 import os
@@ -50,6 +53,12 @@ class BuildContext:
     log: Callable[[str], None]
     results: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    strategy: Any = None  # tf.distribute strategy: models are built and compiled in its scope
+    resume_dir: Path | None = None  # checkpoints that let --resume continue this config after an interruption
+    started: str = ""  # the build's start time, names TensorBoard runs
+
+    def scope(self) -> Any:
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
 @dataclass
@@ -112,9 +121,15 @@ def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
 
     data: DataResult = ctx.results["data"]
     seed_everything(config.seed)
-    model = create_model(config.model, len(data.splits.classes), data.size)
-    ctx.log(f"  {model.name}: {model.count_params():,} parameters")
+    with ctx.scope():
+        model = create_model(config.model, len(data.splits.classes), data.size)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    ctx.log(f"  {model.name}: {model.count_params():,} parameters, {trainable:,} trainable")
     return ModelResult(model)
+
+
+def _learning_rate(config: BuildConfig, spec: ModelSpec) -> float:
+    return config.train.learning_rate or spec.learning_rate
 
 
 def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
@@ -128,14 +143,76 @@ def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
     return train, make_dataset(splits.val, splits.val.labels, batch, False, config.seed)
 
 
+def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str, best_so_far: float | None = None) -> Any:
+    from edgeclf.toolchain.train import FitOptions
+
+    train = config.train
+    return FitOptions(schedule=train.schedule, label_smoothing=train.label_smoothing, patience=train.patience,
+                      tensorboard=Path(train.tensorboard) / ctx.started if train.tensorboard else None,
+                      backup=ctx.resume_dir / stage if ctx.resume_dir else None,
+                      best=ctx.run_dir / "checkpoints" / "best.h5", best_so_far=best_so_far)
+
+
 def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
-    from edgeclf.toolchain.train import fit
+    """Trains; a pretrained model trains in two stages: the new head on the frozen base, then the top
+    layers unfrozen at a 20x smaller learning rate. Writes curves.png and the best checkpoint."""
+    from edgeclf.toolchain.models import is_pretrained, unfreeze_top
+    from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit, has_backup
 
     data: DataResult = ctx.results["data"]
     model = ctx.results["model"].model
+    done = ctx.resume_dir / "trained.h5" if ctx.resume_dir else None
+    if config.train.resume and done is not None and done.is_file():
+        model.load_weights(str(done))
+        history = json.loads((ctx.resume_dir / "trained.json").read_text())
+        ctx.log(f"  resumed: training had finished ({len(history.get('loss', []))} epochs); weights loaded from {done}")
+        _write_curves(ctx.run_dir, history)
+        return TrainResult(model, history)
     train, val = _datasets(config, data.splits)
-    history = fit(model, train, val, config.train.epochs, config.train.learning_rate, ctx.log)
+    learning_rate = _learning_rate(config, data.spec)
+    two_stage = is_pretrained(config.model) and config.train.fine_tune_epochs > 0
+    with ctx.scope():
+        options = _fit_options(config, ctx, "train-1")
+        if has_backup(options.backup):
+            ctx.log("  resuming from the last checkpoint of the interrupted run")
+        history = fit(model, train, val, config.train.epochs, learning_rate, ctx.log,
+                      label="stage 1 (frozen base)" if two_stage else "train", options=options)
+        if two_stage:
+            history = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR, history,
+                                 unfreeze_top, fit)
+    if done is not None and not config.train.strategy == "multiworker":
+        model.save_weights(str(done))
+        report_module.write_json(ctx.resume_dir / "trained.json", history)
+    _write_curves(ctx.run_dir, history)
     return TrainResult(model, history)
+
+
+def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, val: Any, learning_rate: float,
+               history: dict, unfreeze_top: Callable, fit: Callable) -> dict:
+    """Stage 2; keeps stage 1's weights when fine-tuning never beats them on validation accuracy."""
+    spec: ModelSpec = ctx.results["data"].spec
+    layers = config.train.fine_tune_layers if config.train.fine_tune_layers is not None else spec.fine_tune_layers
+    best_stage1 = max(history.get("val_accuracy", [0.0]))
+    stage1_weights = model.get_weights()
+    unfrozen = unfreeze_top(model, layers)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    ctx.log(f"  stage 2: {unfrozen} of the top {layers} base layers unfrozen (BatchNorm kept frozen), "
+            f"{trainable:,} trainable weights, learning rate {learning_rate:g}")
+    fine = fit(model, train, val, config.train.fine_tune_epochs, learning_rate, ctx.log, label="stage 2 (fine-tune)",
+               options=_fit_options(config, ctx, "train-2", best_so_far=best_stage1))
+    if max(fine.get("val_accuracy", [0.0])) < best_stage1:
+        model.set_weights(stage1_weights)
+        ctx.log(f"  stage 2 never beat stage 1's validation accuracy {best_stage1:.4f}: keeping stage 1's weights")
+    merged = {key: history.get(key, []) + fine.get(key, []) for key in set(history) | set(fine)}
+    merged["fine_tune_start"] = [float(len(history.get("loss", [])))]
+    merged["unfrozen_layers"] = [float(unfrozen)]
+    return merged
+
+
+def _write_curves(run_dir: Path, history: dict) -> None:
+    from edgeclf.runtime.render import curves_png
+
+    (run_dir / "curves.png").write_bytes(curves_png(history))
 
 
 def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
@@ -148,8 +225,9 @@ def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
         return PruneResult(trained, measure_sparsity(trained, dense), {})
     train, val = _datasets(config, data.splits)
     steps = int(np.ceil(len(data.splits.train.labels) / config.train.batch_size))
-    pruned, history = prune(trained, dense, train, val, config.prune.target, config.prune.epochs,
-                            steps, config.train.learning_rate / 3, ctx.log, m_by_n=config.prune.m_by_n)
+    with ctx.scope():
+        pruned, history = prune(trained, dense, train, val, config.prune.target, config.prune.epochs,
+                                steps, _learning_rate(config, data.spec) / 3, ctx.log, m_by_n=config.prune.m_by_n)
     sparsity = measure_sparsity(pruned, dense, config.prune.m_by_n)
     ctx.log(f"  measured sparsity {sparsity['overall']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
     return PruneResult(pruned, sparsity, history)
@@ -194,8 +272,10 @@ def _quantization_aware(config: BuildConfig, ctx: BuildContext, model: Any) -> A
     from edgeclf.toolchain.qat import quantization_aware
 
     train, val = _datasets(config, ctx.results["data"].splits)
-    qat, history = quantization_aware(model, train, val, config.quantize.qat_epochs, config.train.learning_rate / 10,
-                                      ctx.log, preserve_sparsity=config.prune.target > 0)
+    with ctx.scope():
+        qat, history = quantization_aware(model, train, val, config.quantize.qat_epochs,
+                                          _learning_rate(config, ctx.results["data"].spec) / 10, ctx.log,
+                                          preserve_sparsity=config.prune.target > 0)
     ctx.results["qat_history"] = history
     return qat
 
@@ -412,32 +492,60 @@ def _finish(tmp: Path, out: Path, name: str, point_latest: bool = True) -> Path:
     return final
 
 
+def _resume_dir(config: BuildConfig, out: Path) -> Path:
+    """Where this config's checkpoints live: the same config (--resume aside) finds the same folder."""
+    key = dataclasses.replace(config, train=dataclasses.replace(config.train, resume=False)).to_yaml()
+    return out / ".resume" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None) -> Path:
     """Runs every stage and returns the finished run folder.
+
+    With --strategy multiworker every worker runs this; the chief (worker 0) writes the run into
+    --out, the others into --out/.worker-<index>/.
 
     Raises:
         QualityGateFailed: --max-drop was exceeded; the run is written as <name>-failed.
         Whatever a stage raises; the partial run folder is removed first.
     """
+    from edgeclf.toolchain.train import check_tensorboard, make_strategy, set_mixed_precision, worker_index
+
     require_training_dependencies()
+    check_tensorboard(config.train.tensorboard)
+    strategy = make_strategy(config.train.strategy)  # first: multiworker must start before other TF work
+    set_mixed_precision(config.train.mixed_precision)
     out = Path(config.export.out)
+    index = worker_index(strategy)
+    if index:
+        out = out / f".worker-{index}"
+    resume_dir = _resume_dir(config, out)
+    if not config.train.resume:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    elif not resume_dir.is_dir():
+        log(f"  --resume: no interrupted build of this config under {out / '.resume'}; starting from scratch")
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
-    ctx = BuildContext(config, tmp, log)
+    ctx = BuildContext(config, tmp, log, strategy=strategy, resume_dir=resume_dir,
+                       started=f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}")
     try:
         (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         report_module.write_json(tmp / "env.json", _env(config))
-        for index, (name, stage) in enumerate(STAGES, 1):
-            log(f"[{index}/{len(STAGES)}] {name}")
+        for stage_index, (name, stage) in enumerate(STAGES, 1):
+            log(f"[{stage_index}/{len(STAGES)}] {name}")
             started = time.perf_counter()
             ctx.results[name] = stage(config, ctx)
             ctx.seconds[name] = round(time.perf_counter() - started, 3)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        set_mixed_precision(False)
+    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
+    with contextlib.suppress(OSError):
+        resume_dir.parent.rmdir()  # only when no other config has an interrupted build waiting
     data: DataResult = ctx.results["data"]
-    name = f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data.size}"
+    name = f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}-{data.size}"
     gate = ctx.results["report"]["gate"]
     if not gate["passed"]:
         # Written in full for inspection, but named as failed and never made runs/latest.

@@ -60,29 +60,65 @@ class ModelConfig:
     weights: str = "imagenet"  # mobilenet_v2: imagenet | none | PATH
 
     def __post_init__(self) -> None:
-        from edgeclf.toolchain.models import model_names  # the registry is the source of truth
+        from edgeclf.toolchain.models import is_model_file, model_names  # the registry is the source of truth
 
-        _require(self.name in model_names(),
-                 f"--model must be one of {', '.join(model_names())}; received {self.name!r}. Use e.g. --model cnn.")
+        _require(isinstance(self.name, str) and (self.name in model_names() or is_model_file(self.name)),
+                 f"--model must be one of {', '.join(model_names())} or a tf_keras .keras/.h5 file; received "
+                 f"{self.name!r}. Use e.g. --model cnn.")
         _require(self.size is None or (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size > 0),
                  f"--size must be a positive integer (pixels); received {self.size!r}. Use e.g. --size 32.")
         _require(isinstance(self.alpha, (int, float)) and self.alpha > 0,
                  f"--alpha must be a positive number; received {self.alpha!r}. Use e.g. --alpha 0.35.")
 
 
+SCHEDULES = ("plateau", "cosine", "step")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 20  # maximum epochs (stage 1 with pretrained weights); early stopping may end sooner
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float | None = None  # None: the model's default (see `edgeclf build --help`)
+    fine_tune_epochs: int = 10  # stage 2 (pretrained weights only): epochs with the top layers unfrozen
+    fine_tune_layers: int | None = None  # stage 2: base layers unfrozen; None: the model's default
+    schedule: str = "plateau"  # plateau (reduce on plateau) | cosine | step (x0.1 at 50% and 75%)
+    label_smoothing: float = 0.0
+    patience: int = 6  # early stopping: epochs without a better validation accuracy
+    tensorboard: str | None = None  # a folder for TensorBoard logs
+    resume: bool = False  # continue an interrupted build with the same config from its last checkpoint
+    mixed_precision: bool = False  # float16 compute on a GPU
+    strategy: str = "default"  # tf.distribute: default | mirrored (local GPUs) | multiworker (TF_CONFIG)
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs >= 1,
                  f"--epochs must be an integer >= 1; received {self.epochs!r}. Use e.g. --epochs 20.")
         _require(_is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
                  f"--batch-size must be an integer in [1, 4096]; received {self.batch_size!r}. Use e.g. --batch-size 32.")
-        _require(isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1,
+        _require(self.learning_rate is None or (isinstance(self.learning_rate, (int, float))
+                                                and not isinstance(self.learning_rate, bool) and 0 < self.learning_rate < 1),
                  f"--learning-rate must be in (0, 1); received {self.learning_rate!r}. Use e.g. --learning-rate 0.001.")
+        _require(_is_int(self.fine_tune_epochs) and self.fine_tune_epochs >= 0,
+                 f"--fine-tune-epochs must be an integer >= 0; received {self.fine_tune_epochs!r}. "
+                 "Use e.g. --fine-tune-epochs 10 (0 skips stage 2).")
+        _require(self.fine_tune_layers is None or (_is_int(self.fine_tune_layers) and self.fine_tune_layers >= 0),
+                 f"--fine-tune-layers must be an integer >= 0; received {self.fine_tune_layers!r}. "
+                 "Use e.g. --fine-tune-layers 50.")
+        _require(self.schedule in SCHEDULES,
+                 f"--schedule must be one of {', '.join(SCHEDULES)}; received {self.schedule!r}. Use e.g. --schedule cosine.")
+        _require(isinstance(self.label_smoothing, (int, float)) and not isinstance(self.label_smoothing, bool)
+                 and 0 <= self.label_smoothing < 1,
+                 f"--label-smoothing must be in [0, 1); received {self.label_smoothing!r}. Use e.g. --label-smoothing 0.1.")
+        _require(_is_int(self.patience) and self.patience >= 1,
+                 f"--patience must be an integer >= 1; received {self.patience!r}. Use e.g. --patience 6.")
+        _require(self.tensorboard is None or (isinstance(self.tensorboard, str) and self.tensorboard != ""),
+                 f"--tensorboard must be a folder path; received {self.tensorboard!r}. Use e.g. --tensorboard tb/.")
+        for name in ("resume", "mixed_precision"):
+            value = getattr(self, name)
+            _require(isinstance(value, bool), f"--{name.replace('_', '-')} is a switch (true/false); received {value!r}.")
+        _require(self.strategy in STRATEGIES,
+                 f"--strategy must be one of {', '.join(STRATEGIES)}; received {self.strategy!r}. "
+                 "Use --strategy mirrored for the GPUs of one machine, multiworker with TF_CONFIG set.")
 
 
 @dataclass(frozen=True)

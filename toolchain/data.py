@@ -20,6 +20,7 @@ import numpy as np
 from edgeclf.calibration.representative import stratified_indices
 from edgeclf.runtime.folder import DatasetError, ImageFolder, scan
 from edgeclf.toolchain import cache
+from edgeclf.toolchain._tf import keras_home
 from edgeclf.toolchain.cache import CachedImages, CacheStats, cache_root
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,6 @@ def materialize_digits(root: Path | None = None) -> Path:
                          tuple(str(d) for d in range(10)))
 
 
-def keras_home() -> Path:
-    """Where Keras' dataset loaders keep their downloads ($KERAS_HOME, else ~/.keras)."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-
-
 def materialize_keras(name: str, root: Path | None = None) -> Path:
     """Writes a Keras dataset (downloaded by its own loader) as PNGs: train/ and val/ (Keras' test split).
 
@@ -99,7 +95,7 @@ def materialize_keras(name: str, root: Path | None = None) -> Path:
     except Exception as exc:  # Keras raises a bare Exception for a failed download
         raise DatasetError(
             f"--data {name}: Keras could not download it ({str(exc).splitlines()[0][:200]}). Offline, place "
-            f"{files} in {keras_home() / 'datasets'} (copy it from a machine that has run "
+            f"{files} in {Path(keras_home()) / 'datasets'} (copy it from a machine that has run "
             f"keras.datasets.{module}.load_data()), or pass an image folder with --data DIR.") from exc
     names = {"cifar10": CIFAR10_CLASSES, "fashion_mnist": FASHION_CLASSES}.get(name, tuple(str(d) for d in range(10)))
     log.info("writing %s as PNG files under %s (once)", name, target)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeclf.toolchain._tf import keras
+from edgeclf.toolchain._tf import keras, keras_home
 
 
 class ModelBuildError(ValueError):
@@ -26,6 +26,8 @@ class ModelSpec:
     max_size: int
     dense_layers: tuple[str, ...]  # layers pruning leaves dense (first conv, classifier)
     description: str
+    learning_rate: float = 3e-3  # Adam's rate when --learning-rate is not given
+    fine_tune_layers: int = 0  # with pretrained weights: base layers unfrozen in stage 2 (0: one stage)
 
 
 _REGISTRY: dict[str, tuple[ModelSpec, Callable[..., Any]]] = {}
@@ -41,12 +43,32 @@ def register_model(spec: ModelSpec) -> Callable:
     return decorator
 
 
+MODEL_FILE_SUFFIXES = (".keras", ".h5")
+HEAD_LAYERS = ("pixels", "normalize", "dropout", "classifier")  # the layers edgeclf adds around a base network
+
+
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_model_file(name: str) -> bool:
+    return Path(name).suffix.lower() in MODEL_FILE_SUFFIXES
+
+
 def get_spec(name: str) -> ModelSpec:
+    """The registry entry, or for a model file (--model PATH) a spec read from the file's input."""
+    if is_model_file(name):
+        model = _load_file(name)
+        size = int(model.input_shape[1])
+        convs = [layer.name for layer in model.layers if isinstance(layer, keras().layers.Conv2D)]
+        return ModelSpec(Path(name).stem, size, size, size, tuple(convs[:1]) + (model.layers[-1].name, "classifier"),
+                         f"loaded from {name}")
     return _REGISTRY[name][0]
+
+
+def learning_rates() -> str:
+    """Each registered model's default learning rate, for --help."""
+    return ", ".join(f"{name} {spec.learning_rate:g}" for name, (spec, _) in sorted(_REGISTRY.items()))
 
 
 def input_size(spec: ModelSpec, requested: int | None) -> int:
@@ -59,9 +81,80 @@ def input_size(spec: ModelSpec, requested: int | None) -> int:
 
 
 def create_model(config: Any, num_classes: int, size: int) -> Any:
-    """Builds the registered model `config.name` (a ModelConfig) for num_classes outputs."""
+    """Builds the registered model `config.name` (a ModelConfig), or loads a model file, for num_classes outputs."""
+    if is_model_file(config.name):
+        return _from_file(config.name, num_classes)
     spec, builder = _REGISTRY[config.name]
     return builder(num_classes, size, config)
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def _load_file(path: str) -> Any:
+    """A tf_keras model file, loaded once per process (get_spec and create_model both need it)."""
+    if path not in _LOADED:
+        if not Path(path).is_file():
+            raise ModelBuildError(f"--model {path}: no such file. Pass a model name ({', '.join(model_names())}) "
+                                  "or the path of a tf_keras .keras/.h5 model file.")
+        try:
+            model = keras().models.load_model(path, compile=False)
+        except Exception as exc:  # h5py, zip and deserialization errors have no common base
+            raise ModelBuildError(f"--model {path}: not a loadable tf_keras model ({exc}). Save it with "
+                                  "model.save('model.h5') or model.save('model.keras') from tf_keras.") from exc
+        shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+        if shape is None or len(shape) != 4 or shape[3] != 3 or not shape[1] or shape[1] != shape[2]:
+            raise ModelBuildError(f"--model {path}: its input is {model.input_shape}; edgeclf needs one image input "
+                                  "(None, S, S, 3): square RGB pixels. Rebuild the model with such an input.")
+        _LOADED[path] = model
+    return _LOADED[path]
+
+
+def _from_file(path: str, num_classes: int) -> Any:
+    """The file's model taking 0-255 pixels, with a new classifier when its output has another class count.
+
+    A model without a Rescaling/Normalization layer among its first layers is assumed to take [0, 1]
+    pixels (what most Keras tutorials train on) and gets a Rescaling(1/255) in front.
+    """
+    layers = keras().layers
+    loaded = _load_file(path)
+    scaled = any(isinstance(layer, (layers.Rescaling, layers.Normalization)) for layer in loaded.layers[:4])
+    inputs = layers.Input(loaded.input_shape[1:], name="pixels")
+    x = inputs if scaled else layers.Rescaling(1 / 255.0, name="normalize")(inputs)
+    if loaded.output_shape[-1] == num_classes:
+        return keras().Model(inputs, loaded(x), name=Path(path).stem)
+    features = keras().Model(loaded.inputs, loaded.layers[-2].output, name=f"{Path(path).stem}_features")
+    return keras().Model(inputs, _classifier(features(x), num_classes, 0.0), name=Path(path).stem)
+
+
+def base_layers(model: Any) -> list:
+    """The layers of the network under edgeclf's head, in order (what stage 2 unfreezes from the top)."""
+    return [layer for layer in model.layers if layer.name not in HEAD_LAYERS
+            and not isinstance(layer, keras().layers.InputLayer)]
+
+
+def unfreeze_top(model: Any, count: int) -> int:
+    """Stage 2 of fine-tuning: the top `count` base layers become trainable, BatchNorm excepted.
+
+    BatchNorm layers stay frozen, which in tf_keras also keeps them in inference mode: their
+    ImageNet statistics are not overwritten by a few small batches.
+
+    Returns:
+        How many layers were unfrozen.
+    """
+    layers = base_layers(model)
+    unfrozen = 0
+    for layer in layers[max(0, len(layers) - count):]:
+        if isinstance(layer, keras().layers.BatchNormalization):
+            continue
+        layer.trainable = True
+        unfrozen += 1
+    return unfrozen
+
+
+def is_pretrained(config: Any) -> bool:
+    """Whether the model starts from trained weights, so it trains in two stages (frozen base, then fine-tuning)."""
+    return get_spec(config.name).fine_tune_layers > 0 and config.weights != "none"
 
 
 def _pixels_input(size: int, scale: float = 1 / 255.0, offset: float = 0.0) -> tuple[Any, Any]:
@@ -83,7 +176,8 @@ def _classifier(x: Any, num_classes: int, dropout: float) -> Any:
     layers = keras().layers
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    # float32 scores even under a mixed_float16 policy (a float16 softmax loses small probabilities)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
 
 
 @register_model(ModelSpec("tiny", 32, 8, 256, ("conv1", "classifier"), "two convolutions, for tests"))
@@ -110,13 +204,40 @@ def cnn(num_classes: int, size: int, config: Any) -> Any:
     return keras().Model(inputs, _classifier(x, num_classes, 0.2), name="cnn")
 
 
+def _residual_block(x: Any, filters: int, name: str, stride: int = 1) -> Any:
+    """A basic residual block (two 3x3 convs) with a 1x1 projection when the shape changes."""
+    layers = keras().layers
+    shortcut = x
+    y = _conv_block(x, filters, f"{name}_conv1", stride)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(momentum=0.9, name=f"{name}_conv2_bn")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_project")(shortcut)
+        shortcut = layers.BatchNormalization(momentum=0.9, name=f"{name}_project_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+@register_model(ModelSpec("resnet_mini", 32, 16, 256, ("conv1", "classifier"),
+                          "CIFAR-style ResNet: three stages of two basic residual blocks (16, 32, 64 filters)"))
+def resnet_mini(num_classes: int, size: int, config: Any) -> Any:
+    layers = keras().layers
+    inputs, x = _pixels_input(size)
+    x = _conv_block(x, 16, "conv1")
+    for stage, filters in enumerate((16, 32, 64), 1):
+        for block in (1, 2):
+            x = _residual_block(x, filters, f"stage{stage}_block{block}", 2 if block == 1 and stage > 1 else 1)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras().Model(inputs, _classifier(x, num_classes, 0.0), name="resnet_mini")
+
+
 def _mobilenet_weights_file(alpha: float, size: int) -> str:
     rows = size if size in (96, 128, 160, 192, 224) else 224
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
 
 
 @register_model(ModelSpec("mobilenet_v2", 96, 32, 224, ("Conv1", "classifier"),
-                          "MobileNetV2 (alpha 0.35-1.4), ImageNet weights when online"))
+                          "MobileNetV2 (alpha 0.35-1.4), ImageNet weights when online", learning_rate=1e-3,
+                          fine_tune_layers=54))
 def mobilenet_v2(num_classes: int, size: int, config: Any) -> Any:
     # MobileNetV2 was trained on [-1, 1] inputs.
     inputs, x = _pixels_input(size, scale=1 / 127.5, offset=-1.0)
@@ -130,7 +251,7 @@ def mobilenet_v2(num_classes: int, size: int, config: Any) -> Any:
     except Exception as exc:  # download failures surface as several exception types
         if not use_imagenet:
             raise
-        target = Path.home() / ".keras" / "models" / _mobilenet_weights_file(config.alpha, size)
+        target = Path(keras_home()) / "models" / _mobilenet_weights_file(config.alpha, size)
         raise ModelBuildError(
             f"ImageNet weights for mobilenet_v2 could not be downloaded ({exc}). Place the file at {target}, "
             "or pass --weights PATH to a weights file, or --weights none to train from scratch.") from exc
@@ -139,7 +260,7 @@ def mobilenet_v2(num_classes: int, size: int, config: Any) -> Any:
         if not path.is_file():
             raise ModelBuildError(f"--weights {weights}: no such file. Pass imagenet, none, or the path of an .h5 file.")
         base.load_weights(str(path), by_name=True, skip_mismatch=True)
-    if use_imagenet:
+    if weights != "none":
         for layer in base.layers:  # stage 1: train the new head on the frozen base
             layer.trainable = False
     else:

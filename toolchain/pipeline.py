@@ -146,7 +146,10 @@ def make_dataset(images: Any, labels: np.ndarray, batch_size: int, shuffle: bool
     if weights is not None:
         table = tf_.constant([weights[c] for c in range(len(weights))], tf_.float32)
         dataset = dataset.map(plain(lambda x, y: (x, y, tf_.gather(table, y))))
-    return dataset.prefetch(tf_.data.AUTOTUNE)
+    options = tf_.data.Options()
+    # Under --strategy multiworker each worker takes its share of every epoch by element (there are no files to split).
+    options.experimental_distribute.auto_shard_policy = tf_.data.experimental.AutoShardPolicy.DATA
+    return dataset.prefetch(tf_.data.AUTOTUNE).with_options(options)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

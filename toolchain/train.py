@@ -1,22 +1,104 @@
-"""Training and the callbacks that matter: best-weights restore and LR decay on plateau.
+"""Training: the callbacks that matter, learning-rate schedules, checkpoints, resume, tf.distribute.
 
 The input batches come from `edgeclf.toolchain.pipeline`.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
-
 
 from edgeclf.toolchain._tf import keras, tf
 
 Log = Callable[[str], None]
+FINE_TUNE_LR_FACTOR = 0.05  # stage 2 learns 20x slower than stage 1 (the usual 10-100x)
+
+
+class TrainingSetupError(ValueError):
+    """A training option this machine or environment cannot honour; the message says why and the fix."""
 
 
 def seed_everything(seed: int) -> None:
     """Same seed, same data -> same weights (op determinism costs little on CPU)."""
     keras().utils.set_random_seed(seed)
     tf().config.experimental.enable_op_determinism()
+
+
+def make_strategy(name: str) -> Any:
+    """The tf.distribute strategy for --strategy; create it before any other TensorFlow work.
+
+    Raises:
+        TrainingSetupError: multiworker without TF_CONFIG, or mirrored without a GPU to mirror over.
+    """
+    distribute = tf().distribute
+    if name == "default":
+        return distribute.get_strategy()
+    if name == "multiworker":
+        try:
+            workers = json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TrainingSetupError(
+                "--strategy multiworker reads the cluster from TF_CONFIG, which is unset or has no cluster.worker "
+                "list. Set it on every host, e.g. TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", "
+                "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'.") from exc
+        if not workers:
+            raise TrainingSetupError("TF_CONFIG lists no workers; add host:port entries to cluster.worker.")
+        return distribute.MultiWorkerMirroredStrategy()
+    gpus = tf().config.list_physical_devices("GPU")
+    if not gpus:
+        raise TrainingSetupError("--strategy mirrored copies the model onto every local GPU, and this machine has "
+                                 "none. Leave --strategy default on a CPU.")
+    return distribute.MirroredStrategy()
+
+
+def worker_index(strategy: Any) -> int:
+    """0 for the chief (or a single process), else this worker's index in TF_CONFIG."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return 0
+    return int(resolver.task_id or 0) if resolver.task_type == "worker" else (0 if resolver.task_type == "chief" else 1)
+
+
+def check_tensorboard(folder: str | None) -> None:
+    """Raises TrainingSetupError when --tensorboard is asked for and the tensorboard package is missing."""
+    import importlib.util
+
+    if folder and importlib.util.find_spec("tensorboard") is None:
+        raise TrainingSetupError(f"--tensorboard {folder}: the tensorboard package is not installed (TensorFlow 2.21 no "
+                                 'longer brings it). Install it with: pip install "edgeclf[train]" (or pip install '
+                                 "tensorboard), or leave --tensorboard out.")
+
+
+def set_mixed_precision(enabled: bool) -> None:
+    """float16 compute with float32 weights (GPUs); refused on a CPU, where float16 math only slows down.
+
+    Raises:
+        TrainingSetupError: asked for on a machine without a GPU.
+    """
+    k = keras()
+    if not enabled:
+        k.mixed_precision.set_global_policy("float32")
+        return
+    if not tf().config.list_physical_devices("GPU"):
+        raise TrainingSetupError("--mixed-precision runs float16 math on GPU tensor cores; this machine has no GPU, "
+                                 "and on a CPU float16 is emulated and slower than float32. Leave it off here.")
+    k.mixed_precision.set_global_policy("mixed_float16")
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How one fit is driven beyond epochs and learning rate."""
+
+    schedule: str = "plateau"  # plateau | cosine | step (with early stopping; without it, always cosine)
+    label_smoothing: float = 0.0
+    patience: int = 6
+    tensorboard: Path | None = None  # TensorBoard log folder
+    backup: Path | None = None  # BackupAndRestore folder: an interrupted fit resumes from its last epoch
+    best: Path | None = None  # the best model on validation accuracy is saved here (.h5)
+    best_so_far: float | None = None  # validation accuracy the best checkpoint must beat (stage 2)
 
 
 def epoch_logger(log: Log, label: str, epochs: int) -> Any:
@@ -32,29 +114,67 @@ def epoch_logger(log: Log, label: str, epochs: int) -> Any:
     return _EpochLog()
 
 
-def compile_model(model: Any, learning_rate: float) -> None:
-    model.compile(optimizer=keras().optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def _loss(label_smoothing: float) -> Any:
+    """Sparse cross-entropy; with smoothing, the labels are one-hot encoded first (Keras' sparse loss has no smoothing)."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    tf_, losses = tf(), keras().losses
+
+    def smoothed_crossentropy(y_true: Any, y_pred: Any) -> Any:
+        y_true = tf_.one_hot(tf_.cast(tf_.reshape(y_true, [-1]), tf_.int32), tf_.shape(y_pred)[-1])
+        return losses.categorical_crossentropy(y_true, y_pred, label_smoothing=label_smoothing)
+
+    return smoothed_crossentropy
+
+
+def compile_model(model: Any, learning_rate: float, label_smoothing: float = 0.0) -> None:
+    k = keras()
+    model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=_loss(label_smoothing),
+                  metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
+def _schedule(name: str, learning_rate: float, epochs: int) -> Callable[[int], float]:
+    if name == "cosine":
+        return lambda epoch: learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+    return lambda epoch: learning_rate * (0.1 ** sum(epoch >= epochs * f for f in (0.5, 0.75)))  # step
 
 
 def fit(model: Any, train: Any, val: Any, epochs: int, learning_rate: float, log: Log,
-        callbacks: list | None = None, label: str = "train", early_stopping: bool = True) -> dict[str, list[float]]:
-    """Compiles and fits; returns the history (per-epoch loss/accuracy on both splits).
+        callbacks: list | None = None, label: str = "train", early_stopping: bool = True,
+        options: FitOptions | None = None) -> dict[str, list[float]]:
+    """Compiles and fits; returns the history (per-epoch loss/accuracy on both splits, learning rate).
 
-    With early_stopping, the best validation weights are restored and the learning rate drops
-    on plateaus; without it (pruning, whose schedule must run to its end), the learning rate
-    follows a cosine decay so the last epochs settle instead of ending on a noisy step.
+    With early_stopping, the best validation weights are restored at the end and the learning rate
+    follows options.schedule (plateau: x0.3 after 2 epochs without a better val_loss). Without it
+    (pruning and QAT, whose schedules must run to their end), the learning rate follows a cosine
+    decay so the last epochs settle instead of ending on a noisy step.
     """
     k = keras()
-    compile_model(model, learning_rate)
+    options = options or FitOptions()
+    compile_model(model, learning_rate, options.label_smoothing)
     all_callbacks = [epoch_logger(log, label, epochs), *(callbacks or [])]
+    if options.backup is not None:
+        # First, so the epoch it restores is the one every other callback sees.
+        all_callbacks.insert(0, k.callbacks.BackupAndRestore(str(options.backup)))
     if early_stopping:
-        all_callbacks += [
-            k.callbacks.EarlyStopping(monitor="val_accuracy", patience=6, restore_best_weights=True),
-            k.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2, min_lr=1e-5),
-        ]
+        all_callbacks.append(k.callbacks.EarlyStopping(monitor="val_accuracy", patience=options.patience,
+                                                       restore_best_weights=True))
+        if options.schedule == "plateau":
+            all_callbacks.append(k.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2, min_lr=1e-6))
+        else:
+            all_callbacks.append(k.callbacks.LearningRateScheduler(_schedule(options.schedule, learning_rate, epochs)))
     else:
-        all_callbacks.append(k.callbacks.LearningRateScheduler(
-            lambda epoch: learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs))))
+        all_callbacks.append(k.callbacks.LearningRateScheduler(_schedule("cosine", learning_rate, epochs)))
+    if options.best is not None:
+        options.best.parent.mkdir(parents=True, exist_ok=True)
+        all_callbacks.append(k.callbacks.ModelCheckpoint(str(options.best), monitor="val_accuracy", save_best_only=True,
+                                                         initial_value_threshold=options.best_so_far))
+    if options.tensorboard is not None:
+        all_callbacks.append(k.callbacks.TensorBoard(log_dir=str(options.tensorboard / label.replace(" ", "_"))))
     history = model.fit(train, validation_data=val, epochs=epochs, callbacks=all_callbacks, verbose=0)
     return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def has_backup(folder: Path | None) -> bool:
+    """Whether BackupAndRestore left a checkpoint there (an interrupted fit to resume)."""
+    return folder is not None and folder.is_dir() and any(folder.rglob("checkpoint"))

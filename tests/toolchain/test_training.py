@@ -1,0 +1,216 @@
+"""Models and training: two-stage fine-tuning, model files, schedules, resume, determinism, tf.distribute."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeclf.cli import cli
+from edgeclf.toolchain.config import BuildConfig, ModelConfig
+from edgeclf.toolchain.models import ModelBuildError, base_layers, create_model, unfreeze_top
+
+
+def _folder(root: Path, per_class: int = 16, classes: int = 2, size: int = 32) -> Path:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = np.full((size, size, 3), 40 + 150 * c, np.uint8)  # classes differ in brightness: learnable
+            image = np.clip(image + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / f"class{c}" / f"{i}.png"), image)
+    return root
+
+
+def _trainable(model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_weights(tmp_path_factory) -> Path:
+    """A MobileNetV2 0.35 weights file standing in for ImageNet's (no download here)."""
+    from edgeclf.toolchain._tf import keras
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_32.h5"
+    keras().applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    return path
+
+
+def test_two_stage_fine_tuning_freezes_then_unfreezes_the_top_layers(mobilenet_weights):
+    from edgeclf.toolchain._tf import keras
+
+    model = create_model(ModelConfig(name="mobilenet_v2", alpha=0.35, weights=str(mobilenet_weights)), 5, 32)
+    classifier = model.get_layer("classifier")
+    assert _trainable(model) == 1280 * 5 + 5  # stage 1: only the new head
+    assert {id(w) for w in model.trainable_weights} == {id(w) for w in classifier.trainable_weights}
+    top = base_layers(model)[-20:]
+    unfrozen = unfreeze_top(model, 20)
+    norm = keras().layers.BatchNormalization
+    expected = [layer for layer in top if not isinstance(layer, norm)]
+    assert unfrozen == len(expected)
+    assert _trainable(model) == 1280 * 5 + 5 + sum(_trainable(layer) for layer in expected)
+    assert all(not layer.trainable for layer in top if isinstance(layer, norm))  # BatchNorm stays in inference mode
+    assert all(not layer.trainable for layer in base_layers(model)[:-20])
+
+
+def test_pretrained_build_runs_two_stages_with_a_smaller_learning_rate(tmp_path, mobilenet_weights):
+    from edgeclf.toolchain.build import build
+
+    config = BuildConfig().override({
+        "data.source": str(_folder(tmp_path / "data")), "model.name": "mobilenet_v2", "model.alpha": 0.35,
+        "model.size": 32, "model.weights": str(mobilenet_weights), "train.epochs": 1, "train.fine_tune_epochs": 1,
+        "train.fine_tune_layers": 10, "train.batch_size": 8, "export.out": str(tmp_path / "runs")})
+    lines = []
+    run = build(config, log=lines.append)
+    history = json.loads((run / "report.json").read_text())["history"]["train"]
+    assert history["fine_tune_start"] == [1.0] and len(history["loss"]) == 2
+    assert history["lr"][1] == pytest.approx(history["lr"][0] / 20)
+    assert any("stage 2:" in line and "BatchNorm kept frozen" in line for line in lines)
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG" and (run / "checkpoints" / "best.h5").is_file()
+    assert not (tmp_path / "runs" / ".resume").exists()  # a finished build leaves nothing to resume
+
+
+def test_offline_imagenet_names_the_file_and_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # refused at once: offline even where a network exists
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(ModelBuildError) as error:
+        create_model(ModelConfig(name="mobilenet_v2", alpha=0.35, weights="imagenet"), 3, 96)
+    expected = tmp_path / "keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    assert str(expected) in str(error.value) and "--weights PATH" in str(error.value)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_a_keras_model_file_is_built_with_a_new_head_and_input_scaling(tmp_path, suffix):
+    from edgeclf.toolchain._tf import keras
+    from edgeclf.toolchain.build import build
+
+    layers = keras().layers
+    inputs = layers.Input((24, 24, 3))
+    x = layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = layers.GlobalAveragePooling2D()(x)
+    path = tmp_path / f"mine{suffix}"
+    keras().Model(inputs, layers.Dense(7, activation="softmax")(x)).save(path)  # trained on [0, 1], 7 classes
+    model = create_model(ModelConfig(name=str(path)), 2, 24)
+    assert model.output_shape == (None, 2) and model.layers[1].name == "normalize"
+    config = BuildConfig().override({"data.source": str(_folder(tmp_path / "data", size=24)), "model.name": str(path),
+                                     "train.epochs": 1, "train.batch_size": 8, "export.out": str(tmp_path / "runs")})
+    run = build(config)
+    assert (run / "model_float32.tflite").is_file() and run.name.endswith("-mine-24")
+
+
+def test_a_model_file_whose_input_is_not_an_image_is_refused(tmp_path):
+    from edgeclf.toolchain._tf import keras
+
+    layers = keras().layers
+    inputs = layers.Input((10,))
+    path = tmp_path / "tabular.h5"
+    keras().Model(inputs, layers.Dense(2)(inputs)).save(path)
+    with pytest.raises(ModelBuildError, match=r"tabular\.h5: its input is \(None, 10\); edgeclf needs one image input"):
+        create_model(ModelConfig(name=str(path)), 2, 24)
+
+
+def test_resnet_mini_has_residual_blocks():
+    model = create_model(ModelConfig(name="resnet_mini"), 10, 32)
+    adds = [layer for layer in model.layers if layer.__class__.__name__ == "Add"]
+    assert len(adds) == 6 and model.output_shape == (None, 10)
+    assert model.get_layer("stage3_block1_project").strides == (2, 2)
+
+
+def test_schedules_and_label_smoothing():
+    from edgeclf.toolchain._tf import tf
+    from edgeclf.toolchain.train import _loss, _schedule
+
+    step = _schedule("step", 0.1, 8)
+    assert [round(step(e), 6) for e in (0, 3, 4, 5, 6, 7)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    cosine = _schedule("cosine", 0.1, 10)
+    assert cosine(0) == pytest.approx(0.1) and cosine(5) == pytest.approx(0.05)
+    y_pred = tf().constant([[0.7, 0.2, 0.1]])
+    smoothed = float(_loss(0.3)(tf().constant([0]), y_pred)[0])
+    target = np.array([0.8, 0.1, 0.1])  # 1 - 0.3 + 0.3 / 3, then 0.3 / 3
+    assert smoothed == pytest.approx(float(-(target * np.log([0.7, 0.2, 0.1])).sum()), rel=1e-5)
+
+
+def test_same_seed_and_data_give_the_same_metrics(tmp_path):
+    from edgeclf.toolchain.build import build
+
+    data = _folder(tmp_path / "data")
+    reports = []
+    for name in ("a", "b"):
+        config = BuildConfig().override({"data.source": str(data), "model.name": "tiny", "train.epochs": 3,
+                                         "train.batch_size": 8, "data.augment": "light", "seed": 3,
+                                         "export.out": str(tmp_path / name)})
+        reports.append(json.loads((build(config) / "report.json").read_text()))
+    assert reports[0]["history"]["train"] == reports[1]["history"]["train"]
+    assert reports[0]["artifacts"]["float32"]["accuracy"] == reports[1]["artifacts"]["float32"]["accuracy"]
+
+
+def test_mixed_precision_is_refused_on_a_cpu(tmp_path):
+    from edgeclf.toolchain._tf import tf
+
+    if tf().config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: mixed precision is allowed here")
+    result = CliRunner().invoke(cli, ["build", "--model", "tiny", "--mixed-precision", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "no GPU" in result.output and "slower" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def _edgeclf(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgeclf", *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_resume_continues_an_interrupted_build_from_its_last_checkpoint(tmp_path):
+    data, out = _folder(tmp_path / "data", per_class=64), tmp_path / "runs"
+    args = ["build", "--data", str(data), "--model", "tiny", "--epochs", "40", "--patience", "40",
+            "--batch-size", "8", "--out", str(out)]
+    first = _edgeclf(args)
+    deadline = time.monotonic() + 120
+    while not list((out / ".resume").rglob("checkpoint")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # a few more epochs
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # killed: no finished run
+    second = _edgeclf([*args, "--resume"])
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    assert "resuming from the last checkpoint" in output
+    epochs = [int(line.split("epoch ")[1].split("/")[0]) for line in output.splitlines() if " epoch " in line]
+    assert epochs[0] > 1 and epochs[-1] <= 40  # it went on where the killed run stopped
+    assert (out / "latest" / "model_float32.tflite").is_file() and not (out / ".resume").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_train_together_and_write_the_usual_run(tmp_path):
+    data, out = _folder(tmp_path / "data"), tmp_path / "runs"
+    hosts = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    workers = [_edgeclf(["build", "--data", str(data), "--model", "tiny", "--epochs", "2", "--batch-size", "8",
+                         "--strategy", "multiworker", "--out", str(out)],
+                        env={"TF_CONFIG": json.dumps({"cluster": {"worker": hosts},
+                                                      "task": {"type": "worker", "index": i}})})
+               for i in range(2)]
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    chief, other = out / "latest", out / ".worker-1" / "latest"
+    layout = {"model_float32.tflite", "report.json", "report.md", "report.html", "curves.png", "labels.txt",
+              "config.yaml", "dataset_split.json", "confusion_float32.png"}
+    assert layout <= {p.name for p in chief.iterdir()} and layout <= {p.name for p in other.iterdir()}
+    histories = [json.loads((run / "report.json").read_text())["history"]["train"] for run in (chief, other)]
+    assert histories[0] == histories[1]  # one model trained together: the same metrics on both workers
