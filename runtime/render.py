@@ -47,6 +47,13 @@ def confusion_png(matrix: np.ndarray, labels: Sequence[str], cell: int = 36) -> 
     return png(canvas)
 
 
+def _plot_point(box: tuple, i: int, v: float) -> tuple[int, int]:
+    """Pixel of (epoch i, value v) in a panel box (left, top, right, bottom, low, high, epochs)."""
+    left, top, right, bottom, low, high, epochs = box
+    x = left + int((right - left) * (i / max(1, epochs - 1)))
+    return x, bottom - int((bottom - top) * (min(max(v, low), high) - low) / (high - low))
+
+
 def curves_png(history: dict, width: int = 720, height: int = 300) -> bytes:
     """Training curves as a PNG: loss (left) and accuracy (right), training solid blue, validation orange,
     and a grey line where fine-tuning (stage 2) started."""
@@ -65,16 +72,12 @@ def curves_png(history: dict, width: int = 720, height: int = 300) -> bytes:
         low, high = (0.0, 1.0) if metric == "accuracy" else (min(values), max(values))
         high = high if high > low else low + 1.0
         epochs = max(len(v) for v, _ in series)
-
-        def point(i: int, v: float) -> tuple[int, int]:
-            x = left + int((right - left) * (i / max(1, epochs - 1)))
-            return x, bottom - int((bottom - top) * (min(max(v, low), high) - low) / (high - low))
-
+        box = (left, top, right, bottom, low, high, epochs)
         if start:
-            x = point(int(start), low)[0]
+            x = _plot_point(box, int(start), low)[0]
             cv2.line(canvas, (x, top), (x, bottom), (160, 160, 160), 1)
         for values_, colour in series:
-            points = np.array([point(i, v) for i, v in enumerate(values_) if np.isfinite(v)], np.int32)
+            points = np.array([_plot_point(box, i, v) for i, v in enumerate(values_) if np.isfinite(v)], np.int32)
             if len(points):
                 cv2.polylines(canvas, [points], False, colour, 2, cv2.LINE_AA)
         for v, y in ((high, top), (low, bottom)):
