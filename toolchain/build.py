@@ -149,7 +149,7 @@ def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str, best_so_far
     train = config.train
     return FitOptions(schedule=train.schedule, label_smoothing=train.label_smoothing, patience=train.patience,
                       tensorboard=Path(train.tensorboard) / ctx.started if train.tensorboard else None,
-                      backup=ctx.resume_dir / stage if ctx.resume_dir else None,
+                      backup=ctx.resume_dir / stage if ctx.resume_dir and train.strategy != "multiworker" else None,
                       best=ctx.run_dir / "checkpoints" / "best.h5", best_so_far=best_so_far)
 
 

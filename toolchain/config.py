@@ -119,6 +119,9 @@ class TrainConfig:
         _require(self.strategy in STRATEGIES,
                  f"--strategy must be one of {', '.join(STRATEGIES)}; received {self.strategy!r}. "
                  "Use --strategy mirrored for the GPUs of one machine, multiworker with TF_CONFIG set.")
+        _require(not (self.resume and self.strategy == "multiworker"),
+                 "--resume is not supported with --strategy multiworker (each worker would have to find the same "
+                 "checkpoint); restart the workers without --resume.")
 
 
 @dataclass(frozen=True)
