@@ -197,7 +197,7 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     config = config.override(given)
 
-    from edgeclf.toolchain.build import QualityGateFailed
+    from edgeclf.toolchain.build import DiskFull, QualityGateFailed
     from edgeclf.toolchain.build import build as run_build
     from edgeclf.toolchain.export import ExportError
 
@@ -208,6 +208,12 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
         raise click.ClickException(f"export failed: {exc}") from exc
     except QualityGateFailed as exc:
         raise click.ClickException(f"quality gate failed: {exc}") from exc
+    except DiskFull as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted: the partial run was removed and earlier runs are untouched. Run the same command "
+                   "with --resume to continue from the last finished epoch.", err=True)
+        sys.exit(130)
     report = json.loads((run_dir / "report.json").read_text())
     summary = {"run": str(run_dir), "artifacts": {
         name: {"path": str(run_dir / a["path"]), "accuracy": a["accuracy"], "bytes": a["bytes"],

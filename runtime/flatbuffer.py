@@ -73,6 +73,39 @@ class CorruptModel(ValueError):
     """A .tflite file whose flatbuffer does not hold together (truncated, flipped bytes, not a model)."""
 
 
+# Bytes per element of each TensorType (schema.fbs); 0 = variable size (strings, resources, variants).
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 5: 0, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 13: 0, 14: 0, 15: 4,
+               16: 2, 17: 0, 18: 2}
+_MAX_ELEMENTS = 1 << 31
+
+
+def _check_tensor(tensor: Table, buffers: list[Table]) -> None:
+    """A tensor's type, shape and constant data must agree, or kernels index out of their buffers."""
+    kind = scalar(tensor, 1, number_types.Int8Flags)
+    if kind not in _TYPE_BYTES:
+        raise CorruptModel(f"a tensor has type {kind}, which TFLite does not define")
+    shape = int_vector(tensor, 0)
+    if any(dim < 0 for dim in shape):
+        raise CorruptModel(f"a tensor has a negative dimension {shape}")
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    if elements > _MAX_ELEMENTS:
+        raise CorruptModel(f"a tensor of shape {shape} is larger than any interpreter allocates")
+    index = scalar(tensor, 2, number_types.Uint32Flags)
+    if index >= max(1, len(buffers)):
+        raise CorruptModel("a tensor refers to a buffer that does not exist")
+    if not buffers or _offset(tensor, 6):  # no buffers at all, or a sparse tensor (its data is compressed)
+        return
+    buffer = buffers[index]
+    _, length = _span(buffer, 0, 1)
+    size = length if _offset(buffer, 0) else scalar(buffer, 2, number_types.Uint64Flags)  # inline, or past the flatbuffer
+    width = _TYPE_BYTES[kind]
+    expected = (elements + 1) // 2 if kind == 17 else elements * width  # int4 packs two per byte
+    if size and width and size != expected:
+        raise CorruptModel(f"a constant tensor of shape {shape} holds {size} bytes instead of {expected}")
+
+
 def validate(content: bytes) -> None:
     """Walks every table and vector an interpreter would follow, inside the file's bounds.
 
@@ -101,9 +134,7 @@ def validate(content: bytes) -> None:
         for graph in graphs:
             tensors = tables(graph, 0)
             for tensor in tensors:
-                _span(tensor, 0, 4)
-                if scalar(tensor, 2, number_types.Uint32Flags) >= max(1, len(buffers)):
-                    raise CorruptModel("a tensor refers to a buffer that does not exist")
+                _check_tensor(tensor, buffers)
             for index in (*int_vector(graph, 1), *int_vector(graph, 2)):
                 if not 0 <= index < len(tensors):
                     raise CorruptModel(f"graph input/output {index} is not one of its {len(tensors)} tensors")

@@ -92,7 +92,7 @@ class Model:
         except (ValueError, RuntimeError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise ModelError(f"{self.path}: the interpreter refused this model ({exc}).") from exc
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
-            shapes = [list(d["shape"]) for d in inputs]
+            shapes = [[int(v) for v in d["shape"]] for d in inputs]
             raise ModelError(f"{self.path}: expected one RGB image input of shape [1, H, W, 3]; "
                              f"received inputs {shapes}. edgeclf runs image classifiers only.")
         self.input = _tensor_info(inputs[0])

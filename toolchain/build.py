@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import gzip
@@ -14,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -492,6 +494,42 @@ def _finish(tmp: Path, out: Path, name: str, point_latest: bool = True) -> Path:
     return final
 
 
+OWNER = ".owner"  # "<pid> <host>" of the build writing a .tmp-* folder
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class DiskFull(OSError):
+    """The disk (or a size limit) filled up while a build wrote; the message says what was kept."""
+
+
+def _remove_abandoned(out: Path, log: Callable[[str], None]) -> None:
+    """Deletes .tmp-* folders of builds that died without cleaning up (killed, power cut).
+
+    A folder whose owner process still runs on this host, or whose owner is unknown and which is
+    younger than a day, is left alone: it may be another build in progress.
+    """
+    host = socket.gethostname()
+    for folder in out.glob(".tmp-*"):
+        try:
+            pid, owner_host = (folder / OWNER).read_text(encoding="utf-8").split()
+            alive = owner_host != host or _process_alive(int(pid))
+        except (OSError, ValueError):
+            alive = time.time() - folder.stat().st_mtime < 86400
+        if not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+            log(f"  removed {folder.name}, left by a build that was killed")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _resume_dir(config: BuildConfig, out: Path) -> Path:
     """Where this config's checkpoints live: the same config (--resume aside) finds the same folder."""
     key = dataclasses.replace(config, train=dataclasses.replace(config.train, resume=False)).to_yaml()
@@ -524,8 +562,10 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
     elif not resume_dir.is_dir():
         log(f"  --resume: no interrupted build of this config under {out / '.resume'}; starting from scratch")
     out.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(out, log)
     tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
+    (tmp / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}", encoding="utf-8")
     ctx = BuildContext(config, tmp, log, strategy=strategy, resume_dir=resume_dir,
                        started=f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}")
     try:
@@ -536,11 +576,16 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
             started = time.perf_counter()
             ctx.results[name] = stage(config, ctx)
             ctx.seconds[name] = round(time.perf_counter() - started, 3)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise DiskFull(f"no space left while writing {exc.filename or 'the run'} ({exc.strerror}). The partial "
+                           f"run was removed and earlier runs in {out} are untouched; free some space or pass "
+                           "--out on another disk, then run again (add --resume to keep the finished epochs).") from exc
         raise
     finally:
         set_mixed_precision(False)
+    (tmp / OWNER).unlink()
     shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
     with contextlib.suppress(OSError):
         resume_dir.parent.rmdir()  # only when no other config has an interrupted build waiting

@@ -189,6 +189,8 @@ def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int,
     entry = _entry_dir(Path(root), size)
     row_bytes = size[0] * size[1] * 3
     with _locked(entry):
+        for leftover in entry.glob(".*.tmp"):  # a writer killed mid-update; we hold the lock, so none is running
+            leftover.unlink(missing_ok=True)
         index = _read_index(entry, row_bytes)
         old = index["files"]
         keys = {str(path): _stat_key(path) for path in files}
