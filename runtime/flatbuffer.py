@@ -79,6 +79,31 @@ _TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 5: 0, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8
 _MAX_ELEMENTS = 1 << 31
 
 
+_ZERO_POINT_RANGES = {3: (0, 255), 9: (-128, 127), 7: (-32768, 32767), 17: (-8, 7)}  # uint8, int8, int16, int4
+
+
+def _check_quantization(tensor: Table, kind: int, shape: tuple[int, ...]) -> None:
+    """Scales must be finite and positive, zero points inside the type's range, one pair per channel."""
+    offset = _offset(tensor, 4)
+    if not offset:
+        return
+    quantization = Table(tensor.Bytes, tensor.Indirect(offset + tensor.Pos))
+    start, length = _span(quantization, 2, 4)
+    scales = np.frombuffer(bytes(tensor.Bytes[start:start + length]), dtype="<f4")
+    start, length = _span(quantization, 3, 8)
+    zero_points = np.frombuffer(bytes(tensor.Bytes[start:start + length]), dtype="<i8")
+    if len(scales) and not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
+        raise CorruptModel(f"a quantized tensor has an invalid scale {scales[:4].tolist()}")
+    low, high = _ZERO_POINT_RANGES.get(kind, (np.iinfo(np.int64).min, np.iinfo(np.int64).max))
+    if len(zero_points) and (zero_points.min() < low or zero_points.max() > high):
+        raise CorruptModel(f"a quantized tensor has a zero point outside [{low}, {high}]: {zero_points[:4].tolist()}")
+    if len(scales) > 1:
+        axis = scalar(quantization, 6, number_types.Int32Flags)
+        if not 0 <= axis < len(shape) or shape[axis] != len(scales) or len(zero_points) not in (0, len(scales)):
+            raise CorruptModel(f"per-channel quantization of {len(scales)} scales does not fit a tensor of shape "
+                               f"{shape} along axis {axis}")
+
+
 def _check_tensor(tensor: Table, buffers: list[Table]) -> None:
     """A tensor's type, shape and constant data must agree, or kernels index out of their buffers."""
     kind = scalar(tensor, 1, number_types.Int8Flags)
@@ -92,6 +117,7 @@ def _check_tensor(tensor: Table, buffers: list[Table]) -> None:
         elements *= dim
     if elements > _MAX_ELEMENTS:
         raise CorruptModel(f"a tensor of shape {shape} is larger than any interpreter allocates")
+    _check_quantization(tensor, kind, shape)
     index = scalar(tensor, 2, number_types.Uint32Flags)
     if index >= max(1, len(buffers)):
         raise CorruptModel("a tensor refers to a buffer that does not exist")
