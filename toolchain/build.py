@@ -152,20 +152,20 @@ def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str, best_so_far
     return FitOptions(schedule=train.schedule, label_smoothing=train.label_smoothing, patience=train.patience,
                       tensorboard=Path(train.tensorboard) / ctx.started if train.tensorboard else None,
                       backup=ctx.resume_dir / stage if ctx.resume_dir and train.strategy != "multiworker" else None,
-                      best=ctx.run_dir / "checkpoints" / "best.h5", best_so_far=best_so_far)
+                      best=ctx.run_dir / "checkpoints" / "best.keras", best_so_far=best_so_far)
 
 
 def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
     """Trains; a pretrained model trains in two stages: the new head on the frozen base, then the top
     layers unfrozen at a 20x smaller learning rate. Writes curves.png and the best checkpoint."""
     from edgeclf.toolchain.models import is_pretrained, unfreeze_top
-    from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit, has_backup
+    from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit, has_backup, load_weights, save_weights
 
     data: DataResult = ctx.results["data"]
     model = ctx.results["model"].model
-    done = ctx.resume_dir / "trained.h5" if ctx.resume_dir else None
+    done = ctx.resume_dir / "trained.npz" if ctx.resume_dir else None
     if config.train.resume and done is not None and done.is_file():
-        model.load_weights(str(done))
+        load_weights(model, done)
         history = json.loads((ctx.resume_dir / "trained.json").read_text())
         ctx.log(f"  resumed: training had finished ({len(history.get('loss', []))} epochs); weights loaded from {done}")
         _write_curves(ctx.run_dir, history)
@@ -183,7 +183,8 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
             history = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR, history,
                                  unfreeze_top, fit)
     if done is not None and not config.train.strategy == "multiworker":
-        model.save_weights(str(done))
+        done.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(model, done)
         report_module.write_json(ctx.resume_dir / "trained.json", history)
     _write_curves(ctx.run_dir, history)
     return TrainResult(model, history)

@@ -99,11 +99,11 @@ def test_interrupted_build_leaves_no_finished_run_and_keeps_earlier_ones(photos,
     _intact(out, run, hashes)
 
 
-def test_after_kills_the_next_build_cleans_up_and_the_cache_is_valid(photos, earlier, tmp_path):
+def test_after_kills_the_next_build_cleans_up_and_the_cache_is_valid(photos, tmp_path):
     from edgeclf.runtime.folder import scan
     from edgeclf.toolchain import cache
 
-    out, run, hashes = earlier
+    out = tmp_path / "runs"
     os.environ["EDGECLF_CACHE"], previous = str(tmp_path / "cache"), os.environ.get("EDGECLF_CACHE")
     try:
         lines: list[str] = []
@@ -116,7 +116,7 @@ def test_after_kills_the_next_build_cleans_up_and_the_cache_is_valid(photos, ear
         output, _ = finished.communicate(timeout=300)
         assert finished.returncode == 0, output[-2000:]
         assert "left by a build that was killed" in output and not list(out.glob(".tmp-*"))
-        assert (out / "latest").resolve() != run.resolve() and _hashes(run) == hashes
+        assert (out / "latest" / "model_float32.tflite").is_file()
         folder = scan(photos)
         stats = cache.CacheStats()
         images = cache.load(photos, folder.files, 16, stats=stats)

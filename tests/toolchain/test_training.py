@@ -75,7 +75,7 @@ def test_pretrained_build_runs_two_stages_with_a_smaller_learning_rate(tmp_path,
     assert history["fine_tune_start"] == [1.0] and len(history["loss"]) == 2
     assert history["lr"][1] == pytest.approx(history["lr"][0] / 20)
     assert any("stage 2:" in line and "BatchNorm kept frozen" in line for line in lines)
-    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG" and (run / "checkpoints" / "best.h5").is_file()
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG" and (run / "checkpoints" / "best.keras").is_file()
     assert not (tmp_path / "runs" / ".resume").exists()  # a finished build leaves nothing to resume
 
 
