@@ -131,6 +131,9 @@ class Frame:
     error: Exception | None = None  # what prepare() raised, re-raised by the consumer
 
 
+MAX_READ_FAILURES = 25  # consecutive failed reads of a live source (about 9 s of retrying) that end the run
+
+
 class FrameGrabber:
     """Reads a source in its own thread; hands the model the newest frame (live) or the next one (files).
 
@@ -144,7 +147,7 @@ class FrameGrabber:
     def __init__(self, source: Source, prepare: Callable[[np.ndarray], Any] | None = None, every: int = 1) -> None:
         self.source = source
         self._prepare, self._every = prepare, every
-        self.read = self.dropped = 0
+        self.read = self.dropped = self.read_errors = 0
         self.error: str | None = None
         self._frame: Frame | None = None
         self._ended = False
@@ -153,11 +156,32 @@ class FrameGrabber:
         self._thread = threading.Thread(target=self._run, name="edgeclf-capture", daemon=True)
         self._thread.start()
 
+    def _read(self) -> np.ndarray | None:
+        """The next image; for a live source, failed reads (None or an exception) are retried with a growing
+        pause, up to MAX_READ_FAILURES in a row, so a camera glitch does not end a run of weeks."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                image = self.source.read()
+                problem = None if image is not None else "the source returned no frame"
+            except Exception as exc:  # noqa: BLE001 - cameras and decoders raise anything
+                if not self.source.live:
+                    raise
+                image, problem = None, f"{type(exc).__name__}: {exc}"
+            if image is not None or not self.source.live:
+                return image
+            failures += 1
+            self.read_errors += 1
+            if failures >= MAX_READ_FAILURES:
+                raise SourceError(f"{problem} ({failures} reads in a row failed)")
+            self._stop.wait(min(0.02 * failures, 0.5))
+        return None
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
-                image = self.source.read()
+                image = self._read()
                 capture_ms = (time.perf_counter() - t0) * 1000.0
                 if image is None:
                     break
@@ -178,6 +202,8 @@ class FrameGrabber:
                     self._frame = frame
                     self.read += 1
                     self._condition.notify_all()
+        except SourceError as exc:
+            self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of a camera or decoder ends the stream cleanly
             self.error = f"{type(exc).__name__}: {exc}"
         finally:

@@ -19,6 +19,7 @@ from edgeclf.runtime.model import Model
 from edgeclf.runtime.sources import FrameGrabber, Source
 
 STAGES = ("capture", "preprocess", "invoke", "post")
+STATS_WINDOW = 10_000  # frames the stage medians are taken over
 
 
 class StreamOptionError(ValueError):
@@ -95,17 +96,29 @@ class StreamSummary:
     skipped: int = 0  # frames passed over by --every
     seconds: float = 0.0
     ended: str = "source ended"
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    # The last STATS_WINDOW values per stage (medians), and running sums (means): a camera that runs for
+    # weeks must not grow a list per frame.
+    stage_ms: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=STATS_WINDOW) for s in STAGES})
+    stage_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    stage_count: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    read_errors: int = 0  # failed reads of a live source that were retried
+
+    def add(self, stage: str, value: float) -> None:
+        self.stage_ms[stage].append(value)
+        self.stage_sum[stage] += value
+        self.stage_count[stage] += 1
 
     @property
     def fps(self) -> float:
         return self.classified / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict:
-        stages = {name: {"median": round(float(np.median(v)), 4), "mean": round(float(np.mean(v)), 4)} if v else None
+        stages = {name: {"median": round(float(np.median(v)), 4),
+                         "mean": round(self.stage_sum[name] / self.stage_count[name], 4)} if v else None
                   for name, v in self.stage_ms.items()}
         return {"source": self.source, "classified": self.classified, "frames_read": self.frames_read,
-                "dropped": self.dropped, "skipped": self.skipped, "seconds": round(self.seconds, 3),
+                "dropped": self.dropped, "skipped": self.skipped, "read_errors": self.read_errors,
+                "seconds": round(self.seconds, 3),
                 "fps": round(self.fps, 2), "stage_ms": stages, "ended": self.ended}
 
 
@@ -146,7 +159,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
             stage = {"capture": frame.capture_ms, "preprocess": frame.preprocess_ms, "invoke": (t2 - t1) * 1e3,
                      "post": (t3 - t2) * 1e3}
             for name, value in stage.items():
-                summary.stage_ms[name].append(value)
+                summary.add(name, value)
             summary.classified += 1
             if on_result is not None:
                 fps = summary.classified / (time.perf_counter() - started)
@@ -161,7 +174,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
     finally:
         summary.seconds = time.perf_counter() - started
         grabber.close()
-        summary.frames_read, summary.dropped = grabber.read, grabber.dropped
+        summary.frames_read, summary.dropped, summary.read_errors = grabber.read, grabber.dropped, grabber.read_errors
     return summary
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import types
 
 import cv2
@@ -134,10 +135,35 @@ class FlakySource:
         pass
 
 
-def test_a_source_that_raises_ends_the_run_with_a_message(tiny_int8):
+def test_a_source_that_raises_ends_the_run_with_a_message(tiny_int8, monkeypatch):
+    import edgeclf.runtime.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_READ_FAILURES", 4)  # the default retries for about 9 s
     summary = run_stream(Model(tiny_int8), FlakySource(), StreamOptions())
-    assert summary.ended == "source failed: OSError: camera unplugged"
+    assert summary.ended == "source failed: OSError: camera unplugged (4 reads in a row failed)"
     assert 1 <= summary.classified <= 5 and summary.as_dict()["fps"] > 0
+
+
+class GlitchySource(FlakySource):
+    """A live source whose every seventh read fails, alternately raising and returning nothing."""
+
+    def read(self):
+        self.count += 1
+        time.sleep(0.002)  # a camera delivers frames at its own pace
+        if self.count % 7 == 0:
+            if self.count % 14 == 0:
+                raise OSError("USB reset")
+            return None
+        return np.full((48, 64, 3), 100, np.uint8)
+
+
+def test_a_live_source_with_intermittent_errors_keeps_running(tiny_int8, monkeypatch):
+    import edgeclf.runtime.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_READ_FAILURES", 3)
+    summary = run_stream(Model(tiny_int8), GlitchySource(), StreamOptions(max_frames=80))
+    assert summary.ended == "max frames reached" and summary.classified == 80
+    assert summary.read_errors >= 10 and summary.as_dict()["read_errors"] == summary.read_errors
 
 
 def test_live_sources_keep_only_the_newest_frame():

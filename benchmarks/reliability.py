@@ -1,0 +1,202 @@
+"""Faults injected into edgeclf and what came of them: the reliability table of benchmarks/RESULTS.md.
+
+- damaged models: truncations and random byte changes of two small models, loaded and run in worker
+  processes (tests/fuzz_models.py), with LiteRT and, when .venv-tflite exists, tflite-runtime 2.14;
+- wrong model files (empty, truncated, random bytes, a flatbuffer that is not a model, a text file, a
+  model whose input is not an image) given to classify, inspect, eval, bench and camera;
+- damaged images (zero bytes, truncated JPEG, text, random bytes, HEIC) in a training folder;
+- builds killed with SIGINT / SIGKILL in the data, train and export stages, and a build whose files
+  cannot grow past 16 KiB (a full disk): an earlier run must stay intact, nothing may look finished;
+- the camera loop over 100,000 frames of a generated live source that fails one read in 50: RSS growth
+  from frame 10,000 to the end (target < 5%) and whether it kept running.
+
+Prints one JSON object on its last line. --quick: fewer mutants and 20,000 frames.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def fuzz(python: str, model: Path, flips: int, truncations: int, seed: int) -> dict:
+    proc = subprocess.run([python, str(ROOT / "tests" / "fuzz_models.py"), str(model), "--flips", str(flips),
+                           "--truncations", str(truncations), "--seed", str(seed)], capture_output=True, text=True,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wrong_models(folder: Path) -> dict:
+    """Every runtime command x every wrong file: how many ended as one line with exit 2."""
+    from click.testing import CliRunner
+
+    from edgeclf.cli import cli
+
+    sys.path.insert(0, str(ROOT / "tests" / "runtime"))
+    from test_bad_models import COMMANDS, _bad_files
+
+    good = (FIXTURES / "digits_tiny" / "model_int8.tflite").read_bytes()
+    data = FIXTURES / "digits_val"
+    image = next((data / "0").iterdir())
+    outcomes = {"cases": 0, "one_line_exit_2": 0}
+    for path in _bad_files(folder, good).values():
+        for template in COMMANDS.values():
+            args = [a.replace("MODEL", str(path)).replace("IMAGE", str(image)).replace("DATA", str(data)) for a in template]
+            result = CliRunner().invoke(cli, args)
+            outcomes["cases"] += 1
+            errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+            outcomes["one_line_exit_2"] += int(result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output)
+    return outcomes
+
+
+def damaged_images(folder: Path) -> dict:
+    from edgeclf.runtime.folder import load, scan
+
+    for c in range(2):
+        (folder / f"c{c}").mkdir(parents=True)
+        for i in range(5):
+            cv2.imwrite(str(folder / f"c{c}" / f"{i}.png"), np.full((20, 20, 3), 60 * c + i, np.uint8))
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    bad = {"zero.jpg": b"", "truncated.jpg": jpeg[: len(jpeg) // 2], "text.png": b"not an image\n",
+           "random.jpeg": np.random.default_rng(0).integers(0, 256, 700, dtype=np.uint8).tobytes(),
+           "phone.jpg": b"\x00\x00\x00\x18ftypheic" + b"\x00" * 40}
+    for name, content in bad.items():
+        (folder / "c0" / name).write_bytes(content)
+    loaded = load(scan(folder).files, 16)
+    return {"kinds": len(bad), "skipped_and_listed": len(loaded.skipped), "images_kept": len(loaded.labels)}
+
+
+def _hashes(run: Path) -> dict:
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def builds(tmp: Path) -> list[dict]:
+    """Kills and a full disk against a folder that holds one finished run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "EDGECLF_CACHE": str(tmp / "cache")}
+    out = tmp / "runs"
+    base = [sys.executable, "-m", "edgeclf", "build", "--model", "tiny", "--size", "16", "--out", str(out)]
+    subprocess.run([*base, "--epochs", "1", "-q"], check=True, env=env, capture_output=True)
+    run = (out / "latest").resolve()
+    before = _hashes(run)
+    rows = []
+    cases = [("SIGINT", signal.SIGINT, "] train", 1.0), ("SIGKILL", signal.SIGKILL, "] data", 0.05),
+             ("SIGKILL", signal.SIGKILL, "] train", 1.0), ("SIGKILL", signal.SIGKILL, "] export", 0.0)]
+    for name, sig, stage, delay in cases:
+        epochs = "2" if stage == "] export" else "60"
+        proc = subprocess.Popen([*base, "--epochs", epochs, "--patience", epochs], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        for line in proc.stdout:
+            if stage in line:
+                break
+        time.sleep(delay)
+        proc.send_signal(sig)
+        proc.communicate(timeout=120)
+        rows.append({"fault": f"{name} in {stage[2:]}", "exit": proc.returncode, **_verdict(out, run, before)})
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    proc = subprocess.run([*base, "--epochs", "2"], capture_output=True, text=True, env=env, preexec_fn=limit)
+    message = next((line for line in proc.stderr.splitlines() if line.startswith("Error:")), "")
+    rows.append({"fault": "files capped at 16 KiB (full disk)", "exit": proc.returncode,
+                 "clear_message": "no space left" in message, **_verdict(out, run, before)})
+    return rows
+
+
+def _verdict(out: Path, run: Path, before: dict) -> dict:
+    visible = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    return {"earlier_run_intact": _hashes(run) == before and (out / "latest").resolve() == run,
+            "nothing_looks_finished": visible == {run.name, "latest"}}
+
+
+def camera(frames: int) -> dict:
+    """RSS growth of the camera loop over many frames of a live source failing one read in 50."""
+    from edgeclf.runtime.model import Model
+    from edgeclf.runtime.stream import StreamOptions, run_stream
+
+    class Generated:
+        name, live = "generated", True
+
+        def __init__(self) -> None:
+            self.count = 0
+            self.frame = cv2.resize(np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8), (64, 48))
+
+        def read(self):
+            self.count += 1
+            if self.count % 50 == 0:
+                raise OSError("glitch")
+            return self.frame
+
+        def close(self) -> None:
+            pass
+
+    def rss_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    model = Model(FIXTURES / "digits_tiny" / "model_int8.tflite", num_threads=1)
+    marks: list[float] = []
+
+    count = [0]
+
+    def on_result(record: dict, frame: object) -> None:
+        count[0] += 1
+        if count[0] == 10_000:
+            marks.append(rss_mb())
+
+    summary = run_stream(model, Generated(), StreamOptions(max_frames=frames), on_result=on_result)
+    start_rss = marks[0]
+    return {"frames": summary.classified, "read_errors": summary.read_errors, "ended": summary.ended,
+            "rss_mb_at_10k": round(start_rss, 1), "rss_mb_end": round(rss_mb(), 1),
+            "rss_growth_pct": round(100 * (rss_mb() - start_rss) / start_rss, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    flips, truncations = (150, 30) if args.quick else (600, 100)
+    figures: dict = {}
+    backends = [("litert", sys.executable)]
+    if (ROOT / ".venv-tflite" / "bin" / "python").exists():
+        backends.append(("tflite_runtime", str(ROOT / ".venv-tflite" / "bin" / "python")))
+    for backend, python in backends:
+        for model in ("model_int8.tflite", "model_float32.tflite"):
+            result = fuzz(python, FIXTURES / "digits_tiny" / model, flips, truncations, seed=11)
+            key = f"fuzz_{backend}_{model.removeprefix('model_').removesuffix('.tflite')}"
+            figures[key] = {k: result[k] for k in ("files", "ok", "refused", "python_errors", "native_crashes")}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        figures["wrong_model_files"] = wrong_models(tmp / "models")
+        figures["damaged_images"] = damaged_images(tmp / "images")
+        figures["builds"] = builds(tmp)
+    figures["camera"] = camera(20_000 if args.quick else 100_000)
+    fuzzed = [v for k, v in figures.items() if k.startswith("fuzz_")]
+    # truncation and byte changes; six wrong model files; five damaged images; the build faults; the camera
+    figures["fault_kinds"] = 2 + 6 + figures["damaged_images"]["kinds"] + len(figures["builds"]) + 1
+    figures["native_crashes"] = sum(v["native_crashes"] for v in fuzzed)
+    figures["python_tracebacks"] = sum(v["python_errors"] for v in fuzzed)
+    figures["camera_rss_growth_pct"] = figures["camera"]["rss_growth_pct"]
+    figures["targets"] = "native_crashes == 0, python_tracebacks == 0, builds all intact, camera_rss_growth_pct < 5"
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
