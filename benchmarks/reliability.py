@@ -49,6 +49,7 @@ def wrong_models(folder: Path) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "runtime"))
     from test_bad_models import COMMANDS, _bad_files
 
+    folder.mkdir(parents=True, exist_ok=True)
     good = (FIXTURES / "digits_tiny" / "model_int8.tflite").read_bytes()
     data = FIXTURES / "digits_val"
     image = next((data / "0").iterdir())

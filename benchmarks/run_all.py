@@ -47,7 +47,7 @@ def main() -> int:
             failed += 1
             sections.append(f"## {script.name}\n\nFAILED (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```\n")
             continue
-        rows = "\n".join(f"| {key} | {value} |" for key, value in figures.items())
+        rows = "\n".join(f"| {key} | {_cell(value)} |" for key, value in figures.items())
         stamp = f"Measured: {_now()} on {_machine()}\n\n" if args.only else ""
         sections.append(f"## {script.name}\n\n{stamp}Command: `python {' '.join(command[1:])}`\n\n"
                         f"| figure | value |\n|---|---|\n{rows}\n")
@@ -62,6 +62,11 @@ def main() -> int:
     (HERE / "RESULTS.md").write_text(header + "\n".join(sections), encoding="utf-8")
     print(f"wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cell(value: object) -> str:
+    """A table cell: nested figures as compact JSON."""
+    return json.dumps(value, separators=(", ", ": ")) if isinstance(value, (dict, list)) else str(value)
 
 
 def _now() -> str:
