@@ -110,7 +110,7 @@ _BUILD_FLAGS = {
     "tensorboard": "train.tensorboard", "resume": "train.resume", "mixed_precision": "train.mixed_precision",
     "strategy": "train.strategy",
     "prune": "prune.sparsity", "prune_epochs": "prune.epochs",
-    "prune_structure": "prune.structure", "prune_skip": "prune.skip", "int8": "quantize.int8",
+    "prune_structure": "prune.structure", "prune_skip": "prune.skip", "prune_for": "prune.for_backend", "int8": "quantize.int8",
     "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
     "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop", "keep_float": "quantize.keep_float",
     "qat": "quantize.qat", "qat_epochs": "quantize.qat_epochs",
@@ -161,6 +161,9 @@ _BUILD_FLAGS = {
 @click.option("--prune-epochs", type=int, default=_DEFAULTS.prune.epochs, help="Fine-tuning epochs while pruning.")
 @click.option("--prune-structure", default=_DEFAULTS.prune.structure,
               help="unstructured, or M:N (e.g. 2:4: two zeros in every four weights along the input channels).")
+@click.option("--prune-for", type=click.Choice(["any", "xnnpack"]), default="any",
+              help="xnnpack: prune only 1x1 convs (to --prune, default 0.75, at least 2/3) and also export "
+                   "model_float32_sparse.tflite for XNNPACK's sparse inference (ARM; off on x86 with AVX).")
 @click.option("--prune-skip", multiple=True, metavar="PATTERN",
               help="Keep layers matching this name pattern dense (repeatable; the first conv and classifier always are).")
 @click.option("--int8", is_flag=True, default=_DEFAULTS.quantize.int8,

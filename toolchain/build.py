@@ -86,6 +86,7 @@ class PruneResult:
     model: Any  # stripped, plain tf_keras; the trained model itself when pruning is off
     sparsity: dict
     history: dict
+    xnnpack: dict | None = None  # --prune-for xnnpack: per-layer eligibility and what this machine can do
 
 
 @dataclass
@@ -219,11 +220,13 @@ def _write_curves(run_dir: Path, history: dict) -> None:
 
 
 def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
-    from edgeclf.toolchain.prune import kept_dense, measure_sparsity, prune
+    from edgeclf.toolchain.config import XNNPACK_MIN_SPARSITY
+    from edgeclf.toolchain.prune import kept_dense, measure_sparsity, prune, xnnpack_dense, xnnpack_eligibility
 
     data: DataResult = ctx.results["data"]
     trained = ctx.results["train"].model
-    dense = kept_dense(trained, data.spec.dense_layers, config.prune.skip)
+    for_xnnpack = config.prune.for_backend == "xnnpack"
+    dense = (xnnpack_dense if for_xnnpack else kept_dense)(trained, data.spec.dense_layers, config.prune.skip)
     if config.prune.target == 0:
         return PruneResult(trained, measure_sparsity(trained, dense), {})
     train, val = _datasets(config, data.splits)
@@ -233,7 +236,26 @@ def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
                                 steps, _learning_rate(config, data.spec) / 3, ctx.log, m_by_n=config.prune.m_by_n)
     sparsity = measure_sparsity(pruned, dense, config.prune.m_by_n)
     ctx.log(f"  measured sparsity {sparsity['overall']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
-    return PruneResult(pruned, sparsity, history)
+    xnnpack = None
+    if for_xnnpack:
+        xnnpack = {**xnnpack_eligibility(pruned, sparsity, XNNPACK_MIN_SPARSITY), **_xnnpack_platform()}
+        ctx.log(f"  XNNPACK sparse inference: {xnnpack['eligible_layers']} of {xnnpack['pointwise_layers']} 1x1 convs "
+                f"eligible, network pattern {'ok' if xnnpack['pattern_ok'] else 'not supported'}; {xnnpack['platform_note']}")
+    return PruneResult(pruned, sparsity, history, xnnpack)
+
+
+def _xnnpack_platform() -> dict:
+    """Whether this machine's XNNPACK can run sparse at all (it turns sparse inference off on x86 with AVX)."""
+    machine = platform.machine().lower()
+    try:
+        avx = " avx" in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").lower().replace("\t", " ")
+    except OSError:
+        avx = False
+    x86_avx = machine in ("x86_64", "amd64", "i386", "i686") and avx
+    note = ("this machine is x86 with AVX, where XNNPACK disables sparse inference: the sparse model runs dense "
+            "here, so its latency below is not a sparse speedup; expect one on ARM (Raspberry Pi, phones)"
+            if x86_avx else f"{machine}: XNNPACK can run the eligible 1x1 convolutions sparse here")
+    return {"machine": machine, "sparse_inference_on_this_machine": not x86_avx, "platform_note": note}
 
 
 def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
@@ -243,7 +265,7 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     quantize = config.quantize
     model = ctx.results["prune"].model
     calibration, images, contents = None, None, {}
-    for name in quantize.variants():
+    for name in quantize.variants() + (("float32_sparse",) if config.prune.for_backend == "xnnpack" else ()):
         if VARIANTS[name].needs_calibration:
             if calibration is None:
                 calibration, images = _representative_set(config, ctx.results["data"])
@@ -425,6 +447,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "artifacts": evaluated.artifacts,
         "dense_reference": evaluated.dense_reference,
         "sparsity": prune.sparsity,
+        "xnnpack": prune.xnnpack,
         "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
         "quantization_error": {"measure": "RMS error per op output in quantization steps (0.29 = rounding only)",
                                "worst_layers": quantize.layer_errors},

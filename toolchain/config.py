@@ -19,6 +19,10 @@ BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 AUGMENT_LEVELS = ("none", "light", "strong")
 CLASS_WEIGHTS = ("none", "auto")
 IO_TYPES = ("uint8", "int8", "float32")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+PRUNE_BACKENDS = ("any", "xnnpack")
+XNNPACK_MIN_SPARSITY = 2 / 3  # XNNPACK runs a 1x1 conv sparse only from this share of zeros
+XNNPACK_DEFAULT_SPARSITY = 0.75
 
 
 class ConfigError(ValueError):
@@ -69,6 +73,9 @@ class ModelConfig:
                  f"--size must be a positive integer (pixels); received {self.size!r}. Use e.g. --size 32.")
         _require(isinstance(self.alpha, (int, float)) and self.alpha > 0,
                  f"--alpha must be a positive number; received {self.alpha!r}. Use e.g. --alpha 0.35.")
+        _require(self.name != "mobilenet_v2" or self.alpha in MOBILENET_ALPHAS,
+                 f"--alpha for mobilenet_v2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} (the widths "
+                 f"Keras builds and has ImageNet weights for); received {self.alpha!r}. Use e.g. --alpha 0.35.")
 
 
 SCHEDULES = ("plateau", "cosine", "step")
@@ -130,6 +137,7 @@ class PruneConfig:
     epochs: int = 10  # fine-tuning epochs under the pruning schedule
     structure: str = "unstructured"  # or "M:N": M zeros in every N weights along the input channels (e.g. 2:4)
     skip: tuple[str, ...] = ()  # layer-name patterns (fnmatch) kept dense, besides the model's first conv and classifier
+    for_backend: str = "any"  # "xnnpack": prune only 1x1 convs to >= 2/3 and export them sparse for XNNPACK
 
     def __post_init__(self) -> None:
         _require(isinstance(self.sparsity, (int, float)) and not isinstance(self.sparsity, bool)
@@ -149,6 +157,15 @@ class PruneConfig:
         _require(isinstance(self.skip, (tuple, list)) and all(isinstance(p, str) and p for p in self.skip),
                  f"--prune-skip takes layer-name patterns; received {self.skip!r}. Use e.g. --prune-skip 'block_1*'.")
         object.__setattr__(self, "skip", tuple(self.skip))  # YAML gives a list
+        _require(self.for_backend in PRUNE_BACKENDS,
+                 f"--prune-for must be one of {', '.join(PRUNE_BACKENDS)}; received {self.for_backend!r}. "
+                 "Use --prune-for xnnpack for XNNPACK's sparse inference (ARM).")
+        if self.for_backend == "xnnpack":
+            _require(self.structure == "unstructured",
+                     f"--prune-for xnnpack prunes unstructured; received --prune-structure {self.structure}. Leave it out.")
+            _require(self.sparsity == 0 or self.sparsity >= XNNPACK_MIN_SPARSITY,
+                     f"--prune-for xnnpack needs at least 2/3 zeros in each 1x1 conv (XNNPACK's threshold); received "
+                     f"--prune {self.sparsity}. Use --prune 0.75 or leave --prune out.")
 
     @property
     def m_by_n(self) -> tuple[int, int] | None:
@@ -160,6 +177,8 @@ class PruneConfig:
     @property
     def target(self) -> float:
         """The sparsity pruning aims for; 0 when pruning is off."""
+        if self.for_backend == "xnnpack":
+            return self.sparsity or XNNPACK_DEFAULT_SPARSITY
         return self.m_by_n[0] / self.m_by_n[1] if self.m_by_n else self.sparsity
 
 

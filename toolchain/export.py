@@ -35,6 +35,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("dynamic", "int8 weights, float32 activations (dynamic range)", False, False),
     Variant("int8_mixed", "int8 except the --keep-float layers; float I/O; NOT full integer", False, True),
     Variant("int8_qat", "full integer after quantization-aware fine-tuning", True, True),
+    Variant("float32_sparse", "float32, pruned weights stored sparse for XNNPACK's sparse inference", False, False),
 )}
 
 
@@ -47,6 +48,15 @@ def convert_float16(model: Any) -> bytes:
     converter = tf_.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf_.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf_.float16]
+    return converter.convert()
+
+
+def convert_sparse(model: Any) -> bytes:
+    """float32 with pruned weights encoded as sparse tensors (a DENSIFY op each), which XNNPACK can
+    run as sparse 1x1 convolutions on ARM."""
+    tf_ = tf()
+    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf_.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return converter.convert()
 
 
@@ -154,7 +164,7 @@ def convert_int8_mixed(model: Any, calibration_images: np.ndarray, keep_float: t
 
 CONVERTERS: dict[str, Callable[..., bytes]] = {
     "float32": convert_float32, "int8": convert_int8, "float16": convert_float16, "dynamic": convert_dynamic,
-    "int8_mixed": convert_int8_mixed, "int8_qat": convert_int8,
+    "int8_mixed": convert_int8_mixed, "int8_qat": convert_int8, "float32_sparse": convert_sparse,
 }
 
 

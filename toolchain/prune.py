@@ -27,6 +27,42 @@ def kept_dense(model: Any, always: Sequence[str], patterns: Sequence[str]) -> li
             and (layer.name in always or any(fnmatch.fnmatchcase(layer.name, p) for p in patterns))]
 
 
+def _pointwise(layer: Any) -> bool:
+    """A 1x1 stride-1 Conv2D: the only layer XNNPACK runs sparse."""
+    layers = keras().layers
+    return (isinstance(layer, layers.Conv2D) and not isinstance(layer, layers.DepthwiseConv2D)
+            and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1))
+
+
+def xnnpack_dense(model: Any, always: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """--prune-for xnnpack: every prunable layer but the 1x1 convs stays dense (zeros elsewhere buy nothing)."""
+    return sorted(set(kept_dense(model, always, patterns)) |
+                  {layer.name for layer in model.layers if _prunable(layer) and not _pointwise(layer)})
+
+
+def xnnpack_eligibility(model: Any, sparsity: dict, min_sparsity: float) -> dict:
+    """Which layers XNNPACK's sparse inference can take, and whether the network has the shape it needs.
+
+    XNNPACK runs a sparse subgraph in NCHW layout: it must begin with a 3x3 stride-2 convolution on
+    the 3 image channels, continue with 1x1 convolutions (sparse when at least 2/3 of their weights
+    are zero), depthwise convolutions, additions and activations, and end in global average pooling.
+    """
+    layers = keras().layers
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    first = convs[0] if convs else None
+    stem = bool(first is not None and tuple(first.kernel_size) == (3, 3) and tuple(first.strides) == (2, 2)
+                and int(first.input_shape[-1]) == 3)
+    pooled = any(isinstance(layer, layers.GlobalAveragePooling2D) for layer in model.layers)
+    per_layer = {}
+    for layer in model.layers:
+        if _pointwise(layer):
+            share = sparsity["layers"].get(layer.name, {}).get("sparsity", 0.0)
+            per_layer[layer.name] = {"sparsity": round(share, 4), "eligible": share >= min_sparsity - 1e-6}
+    return {"stem_3x3_stride2_rgb": stem, "ends_in_global_average_pooling": pooled,
+            "pattern_ok": stem and pooled, "layers": per_layer,
+            "eligible_layers": sum(v["eligible"] for v in per_layer.values()), "pointwise_layers": len(per_layer)}
+
+
 def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsity: float, epochs: int,
           steps_per_epoch: int, learning_rate: float, log: Callable[[str], None],
           m_by_n: tuple[int, int] | None = None) -> tuple[Any, dict]:

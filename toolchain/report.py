@@ -62,6 +62,12 @@ def markdown(report: dict) -> str:
                 "unpruned: dense kernels compute the zeros too, so unstructured sparsity does not speed up inference.")
     else:
         lines.append("Not pruned (use --prune 0.5).")
+    xnnpack = report.get("xnnpack")
+    if xnnpack:
+        lines += ["", f"XNNPACK sparse inference (--prune-for xnnpack): {xnnpack['eligible_layers']} of "
+                      f"{xnnpack['pointwise_layers']} 1x1 convolutions have at least 2/3 zeros; network pattern "
+                      f"(3x3 stride-2 RGB stem ... global average pooling) "
+                      f"{'supported' if xnnpack['pattern_ok'] else 'NOT supported'}. {xnnpack['platform_note'].capitalize()}."]
     lines += ["", "| layer | weights | sparsity | pruned | M:N groups conforming |", "|---|---|---|---|---|"]
     for name, layer in sparsity["layers"].items():
         conforming = f"{layer['m_by_n_conformance']:.3f}" if "m_by_n_conformance" in layer else "-"

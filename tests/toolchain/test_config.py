@@ -39,6 +39,13 @@ def test_invalid_values_name_flag_value_and_fix(key, value, message):
     assert message in str(info.value)
 
 
+def test_mobilenet_alpha_and_multiworker_resume_are_checked_together_with_their_model_and_strategy():
+    with pytest.raises(ConfigError, match=r"--alpha for mobilenet_v2 must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 .*received 0.6"):
+        BuildConfig().override({"model.name": "mobilenet_v2", "model.alpha": 0.6})
+    with pytest.raises(ConfigError, match="--resume is not supported with --strategy multiworker"):
+        BuildConfig().override({"train.resume": True, "train.strategy": "multiworker"})
+
+
 def test_frozen_and_defaults():
     config = BuildConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -216,3 +216,25 @@ def test_two_workers_train_together_and_write_the_usual_run(tmp_path):
     histories = [{k: v for k, v in json.loads((run / "report.json").read_text())["history"]["train"].items()
                   if k != "seconds"} for run in (chief, other)]
     assert histories[0] == histories[1]  # one model trained together: the same metrics on both workers
+
+
+def test_prune_for_xnnpack_prunes_only_1x1_convs_and_exports_them_sparse(tmp_path):
+    from edgeclf.toolchain.build import build
+
+    config = BuildConfig().override({
+        "data.source": str(_folder(tmp_path / "data")), "model.name": "mobilenet_v2", "model.alpha": 0.35,
+        "model.size": 32, "model.weights": "none", "train.epochs": 1, "train.batch_size": 8,
+        "prune.for_backend": "xnnpack", "prune.epochs": 1, "export.out": str(tmp_path / "runs")})
+    run = build(config)
+    report = json.loads((run / "report.json").read_text())
+    xnnpack, layers = report["xnnpack"], report["sparsity"]["layers"]
+    assert xnnpack["pattern_ok"] and xnnpack["pointwise_layers"] >= 10
+    assert xnnpack["eligible_layers"] == xnnpack["pointwise_layers"]
+    assert all(info["sparsity"] >= 2 / 3 for info in xnnpack["layers"].values())
+    assert all(info["sparsity"] < 0.05 for name, info in layers.items() if name not in xnnpack["layers"])
+    sparse = report["artifacts"]["float32_sparse"]
+    assert sparse["ops"].get("DENSIFY", 0) >= xnnpack["eligible_layers"] // 2  # weights stored sparse
+    assert abs(sparse["agreement_with_float32"] - 1.0) < 1e-9  # same model, another encoding
+    note = xnnpack["platform_note"]
+    assert ("disables sparse inference" in note) == (not xnnpack["sparse_inference_on_this_machine"])
+    assert "XNNPACK sparse inference" in (run / "report.md").read_text()
