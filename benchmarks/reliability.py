@@ -99,7 +99,7 @@ def builds(tmp: Path) -> list[dict]:
     for name, sig, stage, delay in cases:
         epochs = "2" if stage == "] export" else "60"
         proc = subprocess.Popen([*base, "--epochs", epochs, "--patience", epochs], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=env)
+                                stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_default_sigint)
         for line in proc.stdout:
             if stage in line:
                 break
@@ -116,6 +116,11 @@ def builds(tmp: Path) -> list[dict]:
     rows.append({"fault": "files capped at 16 KiB (full disk)", "exit": proc.returncode,
                  "clear_message": "no space left" in message, **_verdict(out, run, before)})
     return rows
+
+
+def _default_sigint() -> None:
+    """Children of a background job inherit an ignored SIGINT (POSIX shells do that); give them Ctrl-C back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _verdict(out: Path, run: Path, before: dict) -> dict:

@@ -55,7 +55,12 @@ def _intact(out: Path, run: Path, hashes: dict) -> None:
     assert _hashes(run) == hashes
 
 
-def _build(photos: Path, out: Path, epochs: int = 60, preexec=None) -> subprocess.Popen:
+def _default_sigint() -> None:
+    """Children of a background job inherit an ignored SIGINT (POSIX shells do that); give them Ctrl-C back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _build(photos: Path, out: Path, epochs: int = 60, preexec=_default_sigint) -> subprocess.Popen:
     args = [sys.executable, "-m", "edgeclf", "build", "--data", str(photos), "--model", "tiny", "--size", "16",
             "--epochs", str(epochs), "--patience", str(epochs), "--out", str(out)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -131,6 +136,7 @@ def test_a_full_disk_fails_clearly_removes_its_files_and_keeps_earlier_runs(phot
     out, run, hashes = earlier
 
     def limit_file_size() -> None:  # every file this process writes stops at 16 KiB, like a full disk
+        _default_sigint()
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
 
     proc = _build(photos, out, epochs=2, preexec=limit_file_size)
