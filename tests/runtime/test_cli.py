@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 
-COMMANDS = ["build", "classify", "inspect", "eval", "compare", "bench", "metadata"]
+COMMANDS = ["build", "data", "classify", "inspect", "eval", "compare", "bench", "metadata", "camera"]
 
 
 @pytest.fixture()
@@ -25,6 +25,10 @@ def test_help(runner, command, flag):
     result = runner.invoke(cli, [command, flag])
     assert result.exit_code == 0, result.output
     assert f"Usage: cli {command}" in result.output or f"Usage: edgeclf {command}" in result.output
+
+
+def test_every_command_has_a_help_test():
+    assert sorted(COMMANDS) == sorted(cli.commands)
 
 
 def test_build_help_shows_defaults(runner):
