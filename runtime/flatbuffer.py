@@ -104,8 +104,23 @@ def _check_quantization(tensor: Table, kind: int, shape: tuple[int, ...]) -> Non
                                f"{shape} along axis {axis}")
 
 
+def _check_string(table: Table, field: int) -> None:
+    """A string field must lie inside the file and end in its NUL terminator."""
+    offset = _offset(table, field)
+    if not offset:
+        return
+    start = table.Indirect(offset + table.Pos)
+    if not 0 <= start <= len(table.Bytes) - 4:
+        raise CorruptModel("a name points outside the file")
+    length = encode.Get(number_types.UOffsetTFlags.packer_type, table.Bytes, start)
+    end = start + 4 + length
+    if end >= len(table.Bytes) or table.Bytes[end] != 0:
+        raise CorruptModel("a name runs past the end of the file or lacks its terminator")
+
+
 def _check_tensor(tensor: Table, buffers: list[Table]) -> None:
     """A tensor's type, shape and constant data must agree, or kernels index out of their buffers."""
+    _check_string(tensor, 3)  # the name: interpreters read it as a C string
     kind = scalar(tensor, 1, number_types.Int8Flags)
     if kind not in _TYPE_BYTES:
         raise CorruptModel(f"a tensor has type {kind}, which TFLite does not define")

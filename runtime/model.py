@@ -42,6 +42,8 @@ def _probe(path: Path, content: bytes, backend) -> None:
             detail = interpreter.get_input_details()[0]
             interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
             interpreter.invoke()
+            for output in interpreter.get_output_details():  # reads names and quantization: crashes seen here
+                interpreter.get_tensor(output["index"])
             code = 0
         finally:
             os._exit(code)
