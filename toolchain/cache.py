@@ -112,10 +112,6 @@ class CachedImages:
             flat[position] = np.frombuffer(data, np.uint8)
         return out
 
-    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
-        for start in range(0, len(self), batch_size):
-            yield self.read(np.arange(start, min(start + batch_size, len(self))))
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
