@@ -15,7 +15,6 @@ Prints one JSON object on its last line. --quick: fewer mutants and 20,000 frame
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -31,6 +30,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
+sys.path[:0] = [str(ROOT / "tests" / "runtime"), str(ROOT / "tests" / "toolchain")]  # the tests' own fault helpers
+
+from test_bad_models import COMMANDS, _bad_files  # noqa: E402
+from test_reliability import _default_sigint, _hashes  # noqa: E402
 
 
 def fuzz(python: str, model: Path, flips: int, truncations: int, seed: int) -> dict:
@@ -45,9 +48,6 @@ def wrong_models(folder: Path) -> dict:
     from click.testing import CliRunner
 
     from edgeclf.cli import cli
-
-    sys.path.insert(0, str(ROOT / "tests" / "runtime"))
-    from test_bad_models import COMMANDS, _bad_files
 
     folder.mkdir(parents=True, exist_ok=True)
     good = (FIXTURES / "digits_tiny" / "model_int8.tflite").read_bytes()
@@ -81,10 +81,6 @@ def damaged_images(folder: Path) -> dict:
     return {"kinds": len(bad), "skipped_and_listed": len(loaded.skipped), "images_kept": len(loaded.labels)}
 
 
-def _hashes(run: Path) -> dict:
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*")) if p.is_file()}
-
-
 def builds(tmp: Path) -> list[dict]:
     """Kills and a full disk against a folder that holds one finished run."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "EDGECLF_CACHE": str(tmp / "cache")}
@@ -116,11 +112,6 @@ def builds(tmp: Path) -> list[dict]:
     rows.append({"fault": "files capped at 16 KiB (full disk)", "exit": proc.returncode,
                  "clear_message": "no space left" in message, **_verdict(out, run, before)})
     return rows
-
-
-def _default_sigint() -> None:
-    """Children of a background job inherit an ignored SIGINT (POSIX shells do that); give them Ctrl-C back."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _verdict(out: Path, run: Path, before: dict) -> dict:

@@ -245,9 +245,9 @@ def data_command(folder: str, show: int, as_json: bool) -> None:
     from edgeclf.toolchain.survey import survey
 
     root = resolve_source(folder) if folder in BUILTINS else Path(folder)
-    total = sum(1 for _ in root.rglob("*")) if root.is_dir() else 0
-    with _Progress("checking", total, not as_json) as progress:
-        result = survey(root, progress)
+    splits = folders.scan_splits(root)
+    with _Progress("checking", sum(len(split.files) for split in splits.values()), not as_json) as progress:
+        result = survey(root, progress, splits)
     if as_json:
         emit_json(result.as_dict())
         return

@@ -68,6 +68,33 @@ def scan(root: str | os.PathLike) -> ImageFolder:
     return ImageFolder(root, tuple(p.name for p in class_dirs), tuple(files), tuple(ignored))
 
 
+SPLITS = ("train", "val", "test")
+
+
+def scan_splits(root: str | os.PathLike) -> dict[str, ImageFolder]:
+    """The folders of a dataset: {"train", "val"[, "test"]} when it has split subfolders, else {"all": root}.
+
+    Raises:
+        DatasetError: what scan() raises, val/ or test/ without train/, train/ without val/, or splits
+            whose class folders differ.
+    """
+    root = Path(root)
+    if not (root / "train").is_dir():
+        if (root / "val").is_dir() or (root / "test").is_dir():
+            raise DatasetError(f"{root}: has a val/ or test/ folder but no train/ folder. Add {root}/train/<class>/ "
+                               "images, or put the class folders directly in the root to split automatically.")
+        return {"all": scan(root)}
+    if not (root / "val").is_dir():
+        raise DatasetError(f"{root}: has train/ but no val/ folder. Add {root}/val/<class>/ images, "
+                           "or put the class folders directly in the root to split automatically.")
+    folders = {name: scan(root / name) for name in SPLITS if (root / name).is_dir()}
+    for name, folder in folders.items():
+        if folder.classes != folders["train"].classes:
+            raise DatasetError(f"{root}: train/ classes {list(folders['train'].classes)} differ from {name}/ classes "
+                               f"{list(folder.classes)}. Give every split the same class folders.")
+    return folders
+
+
 def _walk(top: Path) -> list[Path]:
     """Visible files under top, sorted, following symlinked folders once (a link loop ends there)."""
     seen, found = set(), []

@@ -126,9 +126,12 @@ def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
     seed_everything(config.seed)
     with ctx.scope():
         model = create_model(config.model, len(data.splits.classes), data.size)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    ctx.log(f"  {model.name}: {model.count_params():,} parameters, {trainable:,} trainable")
+    ctx.log(f"  {model.name}: {model.count_params():,} parameters, {_trainable(model):,} trainable")
     return ModelResult(model)
+
+
+def _trainable(model: Any) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
 def _learning_rate(config: BuildConfig, spec: ModelSpec) -> float:
@@ -199,9 +202,8 @@ def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, v
     best_stage1 = max(history.get("val_accuracy", [0.0]))
     stage1_weights = model.get_weights()
     unfrozen = unfreeze_top(model, layers)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     ctx.log(f"  stage 2: {unfrozen} of the top {layers} base layers unfrozen (BatchNorm kept frozen), "
-            f"{trainable:,} trainable weights, learning rate {learning_rate:g}")
+            f"{_trainable(model):,} trainable weights, learning rate {learning_rate:g}")
     fine = fit(model, train, val, config.train.fine_tune_epochs, learning_rate, ctx.log, label="stage 2 (fine-tune)",
                options=_fit_options(config, ctx, "train-2", best_so_far=best_stage1))
     if max(fine.get("val_accuracy", [0.0])) < best_stage1:

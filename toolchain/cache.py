@@ -190,9 +190,9 @@ def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int,
         index = _read_index(entry, row_bytes)
         old = index["files"]
         keys = {str(path): _stat_key(path) for path in files}
-        stats = CacheStats(dropped=len(set(old) - set(keys)))
-        todo = [path for path in files if old.get(str(path), [None, None])[:2] != list(keys[str(path)] or ())]
-        stats.reused = len(files) - len(todo)
+        unchanged = {name for name, key in keys.items() if old.get(name, [None, None])[:2] == list(key or ())}
+        todo = [path for path in files if str(path) not in unchanged]
+        stats = CacheStats(reused=len(unchanged), dropped=len(set(old) - set(keys)))
         if not todo and not stats.dropped and old:
             if progress is not None:
                 progress(len(files))
@@ -203,7 +203,7 @@ def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int,
         temporary = entry / f".{pixels_name}.tmp"
         try:
             with open(temporary, "wb") as out:
-                rows = _copy_reused(entry, index, files, keys, old, out, new_files, row_bytes, progress)
+                rows = _copy_reused(entry, index, unchanged, keys, old, out, new_files, row_bytes, progress)
                 rows = _decode_new(todo, keys, size, out, new_files, rows, progress, workers)
                 stats.decoded = len(todo)
             os.replace(temporary, entry / pixels_name)
@@ -217,10 +217,9 @@ def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int,
         return entry / pixels_name, {p: v[2] for p, v in new_files.items()}, stats
 
 
-def _copy_reused(entry: Path, index: dict, files: Sequence[Path], keys: dict, old: dict, out, new_files: dict,
+def _copy_reused(entry: Path, index: dict, reused: set[str], keys: dict, old: dict, out, new_files: dict,
                  row_bytes: int, progress: Callable[[int], None] | None) -> int:
-    """Copies the rows of unchanged files from the previous pixels file; returns the rows written."""
-    reused = [str(path) for path in files if old.get(str(path), [None, None])[:2] == list(keys[str(path)] or ())]
+    """Copies the rows of the unchanged files from the previous pixels file; returns the rows written."""
     if not reused:
         return 0
     rows = 0

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edgeclf.calibration.representative import stratified_indices
-from edgeclf.runtime.folder import DatasetError, ImageFolder, scan
+from edgeclf.runtime.folder import DatasetError, ImageFolder, scan_splits
 from edgeclf.toolchain import cache
 from edgeclf.toolchain._tf import keras_home
 from edgeclf.toolchain.cache import CachedImages, CacheStats, cache_root
@@ -156,21 +156,11 @@ def _split_flat(folder: ImageFolder, fraction: float, seed: int) -> tuple[list, 
 
 
 def _scan_splits(root: Path, val_split: float, seed: int) -> tuple[tuple[str, ...], dict[str, list], list, str]:
-    if not (root / "train").is_dir():
-        if (root / "val").is_dir() or (root / "test").is_dir():
-            raise DatasetError(f"{root}: has a val/ or test/ folder but no train/ folder. Add {root}/train/<class>/ "
-                               "images, or put the class folders directly in the root to split automatically.")
-        folder = scan(root)
+    folders = scan_splits(root)
+    if "all" in folders:
+        folder = folders["all"]
         train, val = _split_flat(folder, val_split, seed)
         return folder.classes, {"train": train, "val": val}, list(folder.ignored), f"--val-split {val_split} --seed {seed}"
-    if not (root / "val").is_dir():
-        raise DatasetError(f"{root}: has train/ but no val/ folder. Add {root}/val/<class>/ images, "
-                           "or put the class folders directly in the root to split automatically.")
-    folders = {name: scan(root / name) for name in ("train", "val", "test") if (root / name).is_dir()}
-    for name, folder in folders.items():
-        if folder.classes != folders["train"].classes:
-            raise DatasetError(f"{root}: train/ classes {list(folders['train'].classes)} differ from {name}/ classes "
-                               f"{list(folder.classes)}. Give every split the same class folders.")
     ignored = [item for folder in folders.values() for item in folder.ignored]
     return folders["train"].classes, {name: list(f.files) for name, f in folders.items()}, ignored, "folders"
 
@@ -191,10 +181,8 @@ def load_splits(source: str, size: int, val_split: float, seed: int, batch_size:
     if len(classes) < 2:
         raise DatasetError(f"{root}: found a single class {list(classes)}; a classifier needs at least two "
                            "class folders.")
-    stats = CacheStats()
     all_files = [path for part in files.values() for path, _ in part]
-    pixels, mapping, done = cache.build(root, all_files, size, progress)
-    stats.decoded, stats.reused, stats.dropped = done.decoded, done.reused, done.dropped
+    pixels, mapping, stats = cache.build(root, all_files, size, progress)
     parts = {name: cache.load(root, part, size, entry=(pixels, mapping)) for name, part in files.items()}
     counts = np.bincount(parts["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(counts == 0)]

@@ -163,13 +163,17 @@ def _pixels_input(size: int, scale: float = 1 / 255.0, offset: float = 0.0) -> t
     return inputs, layers.Rescaling(scale, offset, name="normalize")(inputs)
 
 
-def _conv_block(x: Any, filters: int, name: str, stride: int = 1) -> Any:
+def _conv_bn(x: Any, filters: int, kernel: int, name: str, stride: int = 1) -> Any:
+    """Conv2D (no bias) named `name`, then BatchNormalization named `<name>_bn`."""
     layers = keras().layers
-    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
     # Momentum 0.9: with small datasets (tens of steps per epoch) the default 0.99 leaves the
     # moving statistics lagging and validation accuracy swinging between epochs.
-    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
+    return layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+
+
+def _conv_block(x: Any, filters: int, name: str, stride: int = 1) -> Any:
+    return keras().layers.ReLU(name=f"{name}_relu")(_conv_bn(x, filters, 3, name, stride))
 
 
 def _classifier(x: Any, num_classes: int, dropout: float) -> Any:
@@ -209,11 +213,9 @@ def _residual_block(x: Any, filters: int, name: str, stride: int = 1) -> Any:
     layers = keras().layers
     shortcut = x
     y = _conv_block(x, filters, f"{name}_conv1", stride)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = layers.BatchNormalization(momentum=0.9, name=f"{name}_conv2_bn")(y)
+    y = _conv_bn(y, filters, 3, f"{name}_conv2")
     if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_project")(shortcut)
-        shortcut = layers.BatchNormalization(momentum=0.9, name=f"{name}_project_bn")(shortcut)
+        shortcut = _conv_bn(shortcut, filters, 1, f"{name}_project", stride)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgeclf.runtime.folder import DatasetError, scan
+from edgeclf.runtime.folder import ImageFolder, scan_splits
 from edgeclf.runtime.preprocess import ImageError, decode_image
 
 # Longer side of the image, in pixels: the histogram's bucket edges.
@@ -62,24 +62,20 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
     return digest, (image.shape[1], image.shape[0]), None
 
 
-def survey(root: str | os.PathLike, progress: Callable[[int], None] | None = None) -> Survey:
+def survey(root: str | os.PathLike, progress: Callable[[int], None] | None = None,
+           folders: dict[str, ImageFolder] | None = None) -> Survey:
     """Counts, sizes, duplicates and skipped files of a dataset folder (with or without train/val splits).
 
+    Args:
+        folders: scan_splits(root), when the caller has it already (to size a progress bar).
+
     Raises:
-        DatasetError: a missing folder, no class folders, or splits whose classes differ.
+        DatasetError: what scan_splits() raises, the same layout errors a build stops on.
     """
     root = Path(root)
-    splits = [name for name in ("train", "val", "test") if (root / name).is_dir()]
-    if "train" in splits:
-        folders = {name: scan(root / name) for name in splits}
-        layout = "/".join(splits) + " folders"
-        for name, folder in folders.items():
-            if folder.classes != folders["train"].classes:
-                raise DatasetError(f"{root}: train/ classes {list(folders['train'].classes)} differ from {name}/ "
-                                   f"classes {list(folder.classes)}. Give every split the same class folders.")
-    else:
-        folders = {"all": scan(root)}
-        layout = "class folders (a build splits them with --val-split)"
+    folders = folders if folders is not None else scan_splits(root)
+    layout = ("class folders (a build splits them with --val-split)" if "all" in folders
+              else "/".join(folders) + " folders")
     classes = folders[next(iter(folders))].classes
     files = [(split, path, label) for split, folder in folders.items() for path, label in folder.files]
     skipped = [dict(item) for folder in folders.values() for item in folder.ignored]

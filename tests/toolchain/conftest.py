@@ -45,3 +45,12 @@ def tiny_report(tiny_run) -> dict:
     import json
 
     return json.loads((tiny_run / "report.json").read_text())
+
+
+@pytest.fixture()
+def offline(monkeypatch):
+    """Downloads fail at once, as on a machine without a network, even where one exists."""
+    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # a port nothing listens on: refused immediately
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)

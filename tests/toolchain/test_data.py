@@ -285,13 +285,9 @@ def test_class_weights_balance_the_loss(tmp_path):
 
 # --- built-ins and `edgeclf data` -------------------------------------------------------------------
 
-def test_keras_builtin_offline_names_the_file_and_where_to_put_it(tmp_path, monkeypatch):
+def test_keras_builtin_offline_names_the_file_and_where_to_put_it(tmp_path, monkeypatch, offline):
     monkeypatch.setenv("EDGECLF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # refused at once: offline even where a network exists
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
     with pytest.raises(DatasetError) as error:
         resolve_source("mnist")
     assert "mnist.npz" in str(error.value) and str(tmp_path / "keras" / "datasets") in str(error.value)
