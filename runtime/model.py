@@ -198,9 +198,12 @@ class Model:
         raw = self.raw_pixels
         if raw and dtype == np.uint8 and self.input.scale == 1.0 and self.input.zero_point == 0:
             return pixels  # raw pixels in: the edgeclf default for int8 models
-        values = pixels.astype(np.float32) if raw else (pixels.astype(np.float32) - self.mean) / self.std
+        values = pixels.astype(np.float32)
+        if not raw:  # in place: a 224x224 camera frame is normalized without two more copies
+            values -= self.mean
+            values /= self.std
         if not self.input.quantized:
-            return values.astype(dtype)
+            return values.astype(dtype, copy=False)
         info = np.iinfo(dtype)
         quantized = np.round(values / self.input.scale + self.input.zero_point)
         return np.clip(quantized, info.min, info.max).astype(dtype)

@@ -39,13 +39,35 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 )}
 
 
+def _converter(model: Any) -> Any:
+    """A TFLiteConverter for `model`'s inference function, with a batch dimension of any size.
+
+    TFLiteConverter.from_keras_model first saves the whole Keras model as a SavedModel, tracing
+    every layer's functions for Keras serialization: 29 of the 31 s a MobileNetV2 0.35 conversion
+    took here. Converting one traced inference function over the model's variables gives the same
+    graph and outputs (tested), input and output names included, in under a fifth of the time.
+    """
+    tf_ = tf()
+    holder = tf_.Module()
+    holder.model_variables = list(model.variables)  # what the function reads; saved with it
+    names = list(model.output_names)
+
+    def serve(pixels: Any) -> dict:
+        outputs = model(pixels, training=False)
+        return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
+
+    spec = tf_.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name=model.input_names[0])
+    holder.serve = tf_.function(serve, input_signature=[spec])
+    return tf_.lite.TFLiteConverter.from_concrete_functions([holder.serve.get_concrete_function()], holder)
+
+
 def convert_float32(model: Any) -> bytes:
-    return tf().lite.TFLiteConverter.from_keras_model(model).convert()
+    return _converter(model).convert()
 
 
 def convert_float16(model: Any) -> bytes:
     tf_ = tf()
-    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     converter.optimizations = [tf_.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf_.float16]
     return converter.convert()
@@ -55,14 +77,14 @@ def convert_sparse(model: Any) -> bytes:
     """float32 with pruned weights encoded as sparse tensors (a DENSIFY op each), which XNNPACK can
     run as sparse 1x1 convolutions on ARM."""
     tf_ = tf()
-    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     converter.optimizations = [tf_.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return converter.convert()
 
 
 def convert_dynamic(model: Any) -> bytes:
     tf_ = tf()
-    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     converter.optimizations = [tf_.lite.Optimize.DEFAULT]
     return converter.convert()
 
@@ -99,7 +121,7 @@ def _images(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
 
 def _int8_converter(model: Any, calibration_images: np.ndarray, io: str = "uint8", per_channel: bool = True) -> Any:
     tf_ = tf()
-    converter = tf_.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     converter.optimizations = [tf_.lite.Optimize.DEFAULT]
     converter.representative_dataset = _images(calibration_images)
     converter.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
