@@ -546,6 +546,27 @@ def _remove_abandoned(out: Path, log: Callable[[str], None]) -> None:
             log(f"  removed {folder.name}, left by a build that was killed")
 
 
+RESUME_KEEP_DAYS = 14
+
+
+def _remove_stale_resume(out: Path, log: Callable[[str], None], keep_days: float = RESUME_KEEP_DAYS) -> None:
+    """Deletes resume checkpoints no build has touched for `keep_days`.
+
+    A build that fails or is interrupted keeps runs/.resume/<config hash>/ so that --resume can
+    continue it; a config never built again would keep its weights there for good. A build in
+    progress rewrites its checkpoint every epoch, so its folder is always recent.
+    """
+    cutoff = time.time() - keep_days * 86400
+    for folder in (out / ".resume").glob("*"):
+        try:
+            newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+        except OSError:
+            continue
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            log(f"  removed {folder}: checkpoints of an interrupted build not resumed for {keep_days:g} days")
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -589,6 +610,7 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
         log(f"  --resume: no interrupted build of this config under {out / '.resume'}; starting from scratch")
     out.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(out, log)
+    _remove_stale_resume(out, log)
     tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     (tmp / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}", encoding="utf-8")

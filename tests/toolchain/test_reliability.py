@@ -147,3 +147,22 @@ def test_a_full_disk_fails_clearly_removes_its_files_and_keeps_earlier_runs(phot
     assert "Traceback" not in output
     assert not list(out.glob(".tmp-*"))
     _intact(out, run, hashes)
+
+
+def test_resume_checkpoints_left_for_weeks_are_removed(tmp_path):
+    """A config that failed once and was never rebuilt must not keep its weights under .resume forever."""
+    from edgeclf.toolchain.build import RESUME_KEEP_DAYS, _remove_stale_resume
+
+    old, recent = tmp_path / ".resume" / "0123456789abcdef", tmp_path / ".resume" / "fedcba9876543210"
+    for folder in (old, recent):
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "weights.npz").write_bytes(b"x")
+    weeks_ago = time.time() - (RESUME_KEEP_DAYS + 1) * 86400
+    for path in (old / "train" / "weights.npz", old / "train", old):
+        os.utime(path, (weeks_ago, weeks_ago))
+    # a folder whose newest file is recent stays, however old the folder itself is
+    os.utime(recent, (weeks_ago, weeks_ago))
+    messages = []
+    _remove_stale_resume(tmp_path, messages.append)
+    assert not old.exists() and (recent / "train" / "weights.npz").is_file()
+    assert len(messages) == 1 and str(old) in messages[0]
