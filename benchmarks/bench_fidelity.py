@@ -3,10 +3,7 @@
 For MobileNetV2 1.0@224 and 0.35@96 (random weights), float32 and int8, at 1 and 2 threads, runs
 `edgeclf bench` and `python -m ai_edge_litert.tools.benchmark_litert_model` alternately in this run
 (several rounds each, as the machine is shared); the deviation is that of the median of the
-rounds' edgeclf/LiteRT ratios from 1. For the smallest model,
-where the two part, it also times both APIs alternately inside one process (edgeclf's set input /
-invoke / read output against the CompiledModel.run_by_name call the tool times), which shows the
-per-call cost of each API without the machine's noise. Then times a process from start to its first
+rounds' edgeclf/LiteRT ratios from 1. Then times a process from start to its first
 classification with `edgeclf classify` vs the same command in a process that imports TensorFlow first.
 Prints one JSON object on its last line.
 """
@@ -41,50 +38,6 @@ def litert_median(model: Path, threads: int, runs: int, folder: Path) -> float:
                     "--num_threads", str(threads), "--num_runs", str(runs), "--warmup_runs", "5",
                     "--result_json", str(result)], capture_output=True, text=True, check=True)
     return json.loads(result.read_text())["latency"]["median_ms"]
-
-
-def api_medians(model_path: Path, threads: int, runs: int, rounds: int) -> dict:
-    """One process, alternating: edgeclf's timed call (set input, invoke, read output) and LiteRT's
-    CompiledModel.run_by_name built and called the way benchmark_litert_model does. With both in one
-    process the machine's noise cancels, so what is left is what the two APIs cost per call."""
-    from unittest import mock
-
-    from ai_edge_litert.tools import benchmark_litert_model as tool
-    from edgeclf.runtime.bench import random_input, time_invokes
-    from edgeclf.runtime.model import Model
-
-    with mock.patch.object(sys, "argv", ["benchmark_litert_model", "--model", str(model_path),
-                                         "--num_threads", str(threads)]):
-        args = tool.parse_args()
-    compiled_cls, accel_cls, env_cls, env_options_cls, options_cls, cpu_options_cls = tool._import_litert()
-    env = tool.create_environment(args, env_cls, env_options_cls)
-    compiled = compiled_cls.from_file(str(model_path), environment=env, options=tool.create_model_options(
-        args, options_cls, cpu_options_cls, tool.build_hardware_accelerators(args, accel_cls)))
-    signature = list(compiled.get_signature_list())[0]
-    inputs = {name: compiled.create_input_buffer_by_name(signature, name)
-              for name in compiled.get_input_tensor_details(signature)}
-    outputs = {name: compiled.create_output_buffer_by_name(signature, name)
-               for name in compiled.get_output_tensor_details(signature)}
-    for name, buffer in inputs.items():
-        tool.fill_random_input(buffer, compiled.get_input_tensor_details(signature)[name])
-    ours = Model(model_path, num_threads=threads)
-    tensor = ours.prepare(random_input(ours))
-
-    def theirs_ms() -> float:
-        for _ in range(5):
-            compiled.run_by_name(signature, inputs, outputs)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            compiled.run_by_name(signature, inputs, outputs)
-            times.append(time.perf_counter() - t0)
-        return 1000.0 * statistics.median(times)
-
-    pairs = [(float(np.median(time_invokes(ours, tensor, runs, 0.0, 5))), theirs_ms()) for _ in range(rounds)]
-    edgeclf_ms, litert_ms = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-    return {"edgeclf_ms": round(edgeclf_ms, 4), "litert_run_by_name_ms": round(litert_ms, 4),
-            "litert_api_overhead_ms": round(litert_ms - edgeclf_ms, 4),
-            "deviation": round(abs(edgeclf_ms - litert_ms) / litert_ms, 3)}
 
 
 def startup_seconds(command: list[str], repeats: int) -> float:
@@ -127,9 +80,6 @@ def main() -> None:
                              "rounds": [[round(a, 3), b] for a, b in zip(ours_rounds, theirs_rounds)]})
                 print(json.dumps(rows[-1]), file=sys.stderr)
         small = models["mobilenet_v2_0.35_96_int8"]
-        # The smallest model is where the tools part: measure both APIs side by side in this process.
-        same_process = {threads: api_medians(small, threads, 10 * runs, 2 * rounds) for threads in (1, 2)}
-        print(json.dumps({"same_process": same_process}), file=sys.stderr)
         image = folder / "image.png"
         import cv2
 
@@ -146,8 +96,6 @@ def main() -> None:
         "max_median_deviation_unpaired": max(r["unpaired_deviation"] for r in rows),
         "startup_ratio": round(light / heavy, 3), "startup_edgeclf_s": round(light, 3),
         "startup_with_tensorflow_s": round(heavy, 3),
-        "max_median_deviation_same_process": max(v["deviation"] for v in same_process.values()),
-        **{f"same_process_mobilenet_v2_0.35_96_int8@{t}t": v for t, v in same_process.items()},
         **{f"{r['model']}@{r['threads']}t": f"edgeclf {r['edgeclf_median_ms']} ms / LiteRT {r['litert_median_ms']} ms, "
                                             f"paired ratio {r['paired_ratio']}"
            for r in rows},
