@@ -672,6 +672,9 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--every", type=int, default=1, help="Classify every Nth frame.")
 @click.option("--smooth", type=int, default=1, help="Average the scores over the last K classified frames.")
 @click.option("--threshold", type=float, default=0.0, help='Report "unknown" when the best score is below this.')
+@click.option("--resolution", default=None, show_default="the camera's own; picamera 640x480",
+              help="Capture size WxH for a webcam or the Pi camera (e.g. 320x240): smaller frames cost less "
+              "to decode and resize, which bounds a small model's frame rate.")
 @click.option("--roi", default=None, help="Classify only this region: x,y,w,h in frame pixels.")
 @click.option("--center-crop", is_flag=True, help="Classify the largest centred square of the frame.")
 @click.option("--max-frames", type=int, default=None, show_default="until the source ends or Ctrl-C",
@@ -683,26 +686,30 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--quiet", "-q", is_flag=True, help="No JSON line per frame; only the summary.")
 @reports_errors
 def camera(model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
-           roi: str | None, center_crop: bool, max_frames: int | None, display: bool, record: str | None,
+           resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool, record: str | None,
            serve: str | None, quiet: bool) -> None:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end."""
     from edgeclf.runtime.serve import LiveServer, parse_address
-    from edgeclf.runtime.sources import SourceError, open_source
+    from edgeclf.runtime.sources import SourceError, open_source, parse_resolution
     from edgeclf.runtime.stream import StreamOptionError, StreamOptions, json_line, parse_roi, run_stream
 
     try:
         options = StreamOptions(top_k=top_k, every=every, smooth=smooth, threshold=threshold,
                                 roi=parse_roi(roi) if roi else None, center_crop=center_crop, max_frames=max_frames)
         address = parse_address(serve) if serve else None
-    except (StreamOptionError, ValueError) as exc:
+        size = parse_resolution(resolution) if resolution else None
+    except (StreamOptionError, SourceError, ValueError) as exc:
         raise InputError(str(exc)) from exc
     if display:
         _check_display()
     model = _load_model(model_path, threads)
     try:
-        stream_source = open_source(source)
+        stream_source = open_source(source, size)
     except SourceError as exc:
         raise InputError(str(exc)) from exc
+    if size and getattr(stream_source, "resolution", size) != size:
+        click.echo(f"{source}: asked for {size[0]}x{size[1]}, the camera gives "
+                   f"{stream_source.resolution[0]}x{stream_source.resolution[1]} (its nearest mode)", err=True)
     server = LiveServer(*address) if address else None
     if server:
         click.echo(f"serving {server.url}", err=True)

@@ -36,10 +36,23 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class OpenCVSource:
-    """A V4L2 webcam index, a video file, or an RTSP/HTTP URL, through cv2.VideoCapture."""
+def parse_resolution(text: str) -> tuple[int, int]:
+    """'WxH' -> (width, height)."""
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and all(int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise SourceError(f"--resolution must be WIDTHxHEIGHT in pixels; received {text!r}. Use e.g. --resolution 320x240.")
 
-    def __init__(self, spec: str | int) -> None:
+
+class OpenCVSource:
+    """A V4L2 webcam index, a video file, or an RTSP/HTTP URL, through cv2.VideoCapture.
+
+    Args:
+        resolution: (width, height) to ask a webcam for; it may pick its nearest mode, which
+            `resolution` then reports.
+    """
+
+    def __init__(self, spec: str | int, resolution: tuple[int, int] | None = None) -> None:
         self.name = str(spec)
         self.live = isinstance(spec, int) or "://" in str(spec)
         self._capture = cv2.VideoCapture(spec)
@@ -47,6 +60,11 @@ class OpenCVSource:
             hint = ("check the camera index (ls /dev/video*) and that no other program holds it"
                     if isinstance(spec, int) else "check the path or URL and that OpenCV was built with its codec")
             raise SourceError(f"cannot open video source {spec!r}: {hint}")
+        if resolution is not None:
+            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, resolution[0])
+            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, resolution[1])
+        self.resolution = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                           int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
 
     def read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
@@ -85,6 +103,7 @@ class PicameraSource:
     """The Raspberry Pi camera through picamera2, imported only when asked for."""
 
     def __init__(self, size: tuple[int, int] = (640, 480)) -> None:
+        self.resolution = size
         try:
             from picamera2 import Picamera2
         except ImportError as exc:
@@ -103,12 +122,21 @@ class PicameraSource:
         self._camera.close()
 
 
-def open_source(spec: str) -> Source:
-    """`0`/`1` (webcam index), `picamera`, a video file, a URL, or a folder of images."""
+def open_source(spec: str, resolution: tuple[int, int] | None = None) -> Source:
+    """`0`/`1` (webcam index), `picamera`, a video file, a URL, or a folder of images.
+
+    Args:
+        resolution: (width, height) to capture at, for a webcam or the Pi camera. Capturing near
+            the model's input size saves decoding and resizing every frame, which is what bounds
+            a small model's frame rate.
+    """
     if spec.isdigit():
-        return OpenCVSource(int(spec))
+        return OpenCVSource(int(spec), resolution)
     if spec == "picamera":
-        return PicameraSource()
+        return PicameraSource(resolution or (640, 480))
+    if resolution is not None:
+        raise SourceError(f"--resolution sets what a webcam or the Pi camera captures; --source {spec} plays at "
+                          "its own size. Drop --resolution (use --roi to classify part of the frame).")
     if "://" in spec:
         return OpenCVSource(spec)
     path = Path(spec)

@@ -180,11 +180,14 @@ def test_live_sources_keep_only_the_newest_frame():
     assert grabber.next(timeout=0.1) is None
 
 
-def test_picamera_source_with_a_fake_picamera2(tiny_int8, monkeypatch):
+@pytest.fixture()
+def fake_picamera2(monkeypatch):
     """A stand-in for the picamera2 package (not installable off a Pi): it returns BGR frames like the real one."""
     fake = types.ModuleType("picamera2")
 
     class Picamera2:
+        configured: list = []
+
         def __init__(self):
             self.frames = 0
 
@@ -194,6 +197,7 @@ def test_picamera_source_with_a_fake_picamera2(tiny_int8, monkeypatch):
 
         def configure(self, config):
             self.size = config["main"]["size"]
+            Picamera2.configured.append(tuple(self.size))
 
         def start(self):
             pass
@@ -212,11 +216,31 @@ def test_picamera_source_with_a_fake_picamera2(tiny_int8, monkeypatch):
 
     fake.Picamera2 = Picamera2
     monkeypatch.setitem(sys.modules, "picamera2", fake)
+    return fake
+
+
+def test_picamera_source_with_a_fake_picamera2(tiny_int8, fake_picamera2):
     source = open_source("picamera")
-    assert source.read()[0, 0].tolist() == [0, 0, 255]  # delivered as RGB
+    frame = source.read()
+    assert frame[0, 0].tolist() == [0, 0, 255] and frame.shape == (480, 640, 3)  # RGB, 640x480 by default
     result = CliRunner().invoke(cli, ["camera", str(tiny_int8), "--source", "picamera", "--max-frames", "3"])
     frames, summary = _lines(result.output)
     assert len(frames) == 3 and summary["ended"] == "max frames reached"
+
+
+def test_resolution_sets_the_capture_size(tiny_int8, fake_picamera2):
+    result = CliRunner().invoke(cli, ["camera", str(tiny_int8), "--source", "picamera", "--resolution", "320x240",
+                                      "--max-frames", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert fake_picamera2.Picamera2.configured[-1] == (320, 240)
+
+
+@pytest.mark.parametrize("value, message", [("640*480", "must be WIDTHxHEIGHT"), ("0x240", "must be WIDTHxHEIGHT"),
+                                            ("320x240", "plays at its own size")])
+def test_resolution_errors_name_the_value_and_fix(tiny_int8, digits_val, value, message):
+    folder = next(p for p in digits_val.iterdir() if p.is_dir())
+    result = CliRunner().invoke(cli, ["camera", str(tiny_int8), "--source", str(folder), "--resolution", value])
+    assert result.exit_code == 2 and message in result.output and "--resolution" in result.output
 
 
 def test_picamera_missing_says_how_to_install(tiny_int8, monkeypatch):
