@@ -18,7 +18,9 @@ printed too); accuracy is each side's validation
 top-1 (the recipe's Keras model.evaluate, edgeclf's float32 .tflite on the same val/ folder).
 
 Prints one JSON object on its last line: accuracy_delta (edgeclf - recipe, points, worst model) and
-time_ratio (edgeclf / recipe, worst model). --quick: smaller folder and epoch cap.
+time_ratio (edgeclf / recipe, worst model). Besides the target, time_to_recipe_accuracy_ratio: seconds
+from edgeclf's start to the end of its first epoch at or above the recipe's final accuracy, over the
+recipe's whole run (worst model; None when an edgeclf run never got there). --quick: smaller folder and epoch cap.
 """
 from __future__ import annotations
 
@@ -91,6 +93,28 @@ def _timed(command: list[str], env: dict) -> tuple[float, str]:
     return elapsed, proc.stdout
 
 
+def _seconds_to_accuracy(report: dict, total_s: float, accuracy: float) -> float | None:
+    """Seconds from edgeclf's process start to the end of the first epoch whose validation accuracy
+    (Keras', as the recipe's) reached `accuracy`: process start and the stages before training,
+    plus the epochs' own wall times. None if no epoch reached it."""
+    history = report["history"]["train"]
+    stages = report["stages"]
+    before = total_s - sum(stages.values()) + sum(stages[name] for name in ("data", "model") if name in stages)
+    elapsed = before
+    for seconds, value in zip(history["seconds"], history["val_accuracy"]):
+        elapsed += seconds
+        if value >= accuracy:
+            return elapsed
+    return None
+
+
+def _worst_ratio(results: dict) -> float | None:
+    reached = [r["edgeclf_seconds_to_recipe_accuracy"] for r in results.values()]
+    if None in reached:
+        return None
+    return round(max(t / r["recipe_seconds"] for t, r in zip(reached, results.values())), 3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60/20 images per class and at most 4 epochs.")
@@ -114,6 +138,7 @@ def main() -> int:
                                        "--epochs", str(epochs), "--out", str(tmp / "runs"), "--json"], env)
             ours = json.loads(ours_out[ours_out.index("{"):])
             report = json.loads((Path(ours["run"]) / "report.json").read_text())
+            reached = _seconds_to_accuracy(report, ours_s, recipe["accuracy"])
             results[name] = {
                 "recipe_accuracy": round(100 * recipe["accuracy"], 2), "recipe_epochs": recipe["epochs"],
                 "recipe_seconds": round(recipe_s, 1),
@@ -121,6 +146,7 @@ def main() -> int:
                 "edgeclf_epochs": len(report["history"]["train"]["loss"]), "edgeclf_seconds": round(ours_s, 1),
                 "edgeclf_train_seconds": round(report["stages"]["train"], 1),
                 "edgeclf_export_seconds": round(report["stages"]["export"], 1),
+                "edgeclf_seconds_to_recipe_accuracy": None if reached is None else round(reached, 1),
             }
             print(name, results[name], file=sys.stderr)
     figures = {f"{name}_{key}": value for name, row in results.items() for key, value in row.items()}
@@ -129,6 +155,8 @@ def main() -> int:
         "max_epochs": epochs, "size": SIZE,
         "accuracy_delta": round(min(r["edgeclf_accuracy"] - r["recipe_accuracy"] for r in results.values()), 2),
         "time_ratio": round(max(r["edgeclf_seconds"] / r["recipe_seconds"] for r in results.values()), 3),
+        # not the target: how soon edgeclf's training passes the accuracy the recipe ends with, vs the recipe's run
+        "time_to_recipe_accuracy_ratio": _worst_ratio(results),
         "targets": "accuracy_delta >= 0, time_ratio <= 0.5",
     })
     print(json.dumps(figures))
