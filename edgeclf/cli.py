@@ -686,8 +686,8 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--quiet", "-q", is_flag=True, help="No JSON line per frame; only the summary.")
 @reports_errors
 def camera(model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
-           resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool, record: str | None,
-           serve: str | None, quiet: bool) -> None:
+           resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool,
+           record: str | None, serve: str | None, quiet: bool) -> None:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end."""
     from edgeclf.runtime.serve import LiveServer, parse_address
     from edgeclf.runtime.sources import SourceError, open_source, parse_resolution
