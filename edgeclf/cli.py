@@ -18,6 +18,7 @@ from edgeclf.runtime import folder as folders
 from edgeclf.runtime._backend import BackendError
 from edgeclf.runtime.bench import bench as run_bench
 from edgeclf.runtime.evaluate import class_mapping, evaluate
+from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.model import Model, ModelError
 from edgeclf.runtime.preprocess import ImageError, load_image
 
@@ -386,29 +387,13 @@ def metadata_command(model_path: str, labels_file: str, name: str | None, descri
         content = write(model.content, info)
     except MetadataError as exc:
         raise InputError(f"{source}: {exc}") from exc
-    _write_atomically(target, content)
+    write_atomically(target, content)
     result = {"model": str(target), "bytes": len(content), "labels": len(labels), "source_kept": target != source}
     if as_json:
         emit_json(result)
         return
     click.echo(f"wrote {target} ({len(content) / 1024:.1f} KiB) with {len(labels)} labels"
                + ("" if in_place else f"; {source} unchanged"))
-
-
-def _write_atomically(target: Path, content: bytes) -> None:
-    """Writes beside the target and renames, so a failure never leaves a half-written model."""
-    import os
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _resolve_data(data: str) -> Path:
@@ -468,7 +453,7 @@ def _thumbnails(loaded: folders.LoadedImages, paths: list[str]) -> dict[str, byt
 
 
 def _write_text(path: str, text: str) -> None:
-    _write_atomically(Path(path), text.encode("utf-8"))
+    write_atomically(Path(path), text.encode("utf-8"))
 
 
 data_option = click.option("--data", required=True,
@@ -498,7 +483,7 @@ def eval_command(model_path: str, data: str, threads: int | None, png_file: str 
     if png_file or html_file:
         confusion = confusion_png(evaluation.confusion(), evaluation.labels)
         if png_file:
-            _write_atomically(Path(png_file), confusion)
+            write_atomically(Path(png_file), confusion)
         if html_file:
             thumbs = _thumbnails(loaded, [m["path"] for m in result["misclassified"][:200]])
             _write_text(html_file, eval_page(result, confusion, thumbs))

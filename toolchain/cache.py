@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.preprocess import ImageError, preprocess
 
 log = logging.getLogger(__name__)
@@ -256,15 +257,7 @@ def _decode_new(todo: Sequence[Path], keys: dict, size: tuple[int, int], out, ne
 
 
 def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(path, json.dumps(data).encode("utf-8"))
 
 
 def load(root: str | os.PathLike, files: Sequence[tuple[Path, int]], size: int | tuple[int, int],

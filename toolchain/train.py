@@ -4,6 +4,7 @@ The input batches come from `edgeclf.toolchain.pipeline`.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeclf.runtime.files import write_atomically
 from edgeclf.toolchain._tf import keras, tf
 
 Log = Callable[[str], None]
@@ -130,15 +132,9 @@ def save_weights(model: Any, path: Path) -> None:
     numpy and Python file I/O, not HDF5: h5py crashes the process natively when the disk fills up
     mid-write, where this raises a plain OSError the build reports and cleans up after.
     """
-    temporary = path.with_name(f".tmp-{path.name}")
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, *model.get_weights())
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    finally:
-        temporary.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, *model.get_weights())
+    write_atomically(path, buffer.getvalue())
 
 
 def load_weights(model: Any, path: Path) -> None:
@@ -155,12 +151,9 @@ def resume_point(folder: Path) -> Any:
 
     class _ResumePoint(keras().callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            folder.mkdir(parents=True, exist_ok=True)
             save_weights(self.model, folder / RESUME_WEIGHTS)
-            state = folder / f".{RESUME_STATE}.tmp"
             rate = float(keras().backend.get_value(self.model.optimizer.learning_rate))
-            state.write_text(json.dumps({"epoch": epoch + 1, "learning_rate": rate}), encoding="utf-8")
-            os.replace(state, folder / RESUME_STATE)
+            write_atomically(folder / RESUME_STATE, json.dumps({"epoch": epoch + 1, "learning_rate": rate}).encode())
 
     return _ResumePoint()
 
