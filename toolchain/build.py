@@ -31,6 +31,7 @@ from edgeclf.calibration.representative import stratified_indices
 from edgeclf.runtime import metadata as tflite_metadata
 from edgeclf.runtime.bench import LatencyStats, cpu_name, time_invokes
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
+from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.render import confusion_png, thumbnail
 from edgeclf.toolchain import report as report_module
@@ -186,10 +187,11 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
         if two_stage:
             history = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR, history,
                                  unfreeze_top, fit)
-    if done is not None and not config.train.strategy == "multiworker":
-        done.parent.mkdir(parents=True, exist_ok=True)
+    if done is not None and config.train.strategy != "multiworker":
+        # The history first: --resume takes trained.npz as the sign that training finished, so a build
+        # killed between the two writes must not leave the weights without their history.
+        write_atomically(ctx.resume_dir / "trained.json", json.dumps(history).encode("utf-8"))
         save_weights(model, done)
-        report_module.write_json(ctx.resume_dir / "trained.json", history)
     _write_curves(ctx.run_dir, history)
     return TrainResult(model, history)
 
