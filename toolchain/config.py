@@ -102,8 +102,7 @@ class TrainConfig:
                  f"--epochs must be an integer >= 1; received {self.epochs!r}. Use e.g. --epochs 20.")
         _require(_is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
                  f"--batch-size must be an integer in [1, 4096]; received {self.batch_size!r}. Use e.g. --batch-size 32.")
-        _require(self.learning_rate is None or (isinstance(self.learning_rate, (int, float))
-                                                and not isinstance(self.learning_rate, bool) and 0 < self.learning_rate < 1),
+        _require(self.learning_rate is None or (_is_number(self.learning_rate) and 0 < self.learning_rate < 1),
                  f"--learning-rate must be in (0, 1); received {self.learning_rate!r}. Use e.g. --learning-rate 0.001.")
         _require(_is_int(self.fine_tune_epochs) and self.fine_tune_epochs >= 0,
                  f"--fine-tune-epochs must be an integer >= 0; received {self.fine_tune_epochs!r}. "
@@ -113,8 +112,7 @@ class TrainConfig:
                  "Use e.g. --fine-tune-layers 50.")
         _require(self.schedule in SCHEDULES,
                  f"--schedule must be one of {', '.join(SCHEDULES)}; received {self.schedule!r}. Use e.g. --schedule cosine.")
-        _require(isinstance(self.label_smoothing, (int, float)) and not isinstance(self.label_smoothing, bool)
-                 and 0 <= self.label_smoothing < 1,
+        _require(_is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
                  f"--label-smoothing must be in [0, 1); received {self.label_smoothing!r}. Use e.g. --label-smoothing 0.1.")
         _require(_is_int(self.patience) and self.patience >= 1,
                  f"--patience must be an integer >= 1; received {self.patience!r}. Use e.g. --patience 6.")
@@ -140,8 +138,7 @@ class PruneConfig:
     for_backend: str = "any"  # "xnnpack": prune only 1x1 convs to >= 2/3 and export them sparse for XNNPACK
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.sparsity, (int, float)) and not isinstance(self.sparsity, bool)
-                 and 0.0 <= self.sparsity < 0.95 and math.isfinite(self.sparsity),
+        _require(_is_number(self.sparsity) and 0.0 <= self.sparsity < 0.95 and math.isfinite(self.sparsity),
                  f"--prune must be in [0, 0.95); received {self.sparsity!r}. Use e.g. --prune 0.5.")
         _require(_is_int(self.epochs) and self.epochs >= 1,
                  f"--prune-epochs must be an integer >= 1; received {self.epochs!r}. Use e.g. --prune-epochs 10.")
@@ -207,8 +204,7 @@ class QuantizeConfig:
                  f"--calib-size must be an integer >= 1; received {self.calib_size!r}. Use e.g. --calib-size 300.")
         _require(self.calib_data is None or (isinstance(self.calib_data, str) and self.calib_data != ""),
                  f"--calib-data must be a folder path; received {self.calib_data!r}. Use e.g. --calib-data photos/calib.")
-        _require(self.max_drop is None or (isinstance(self.max_drop, (int, float)) and not isinstance(self.max_drop, bool)
-                                           and 0 <= self.max_drop <= 100),
+        _require(self.max_drop is None or (_is_number(self.max_drop) and 0 <= self.max_drop <= 100),
                  f"--max-drop must be in [0, 100] points; received {self.max_drop!r}. Use e.g. --max-drop 1.0.")
         _require(isinstance(self.keep_float, (tuple, list)) and all(isinstance(n, str) and n for n in self.keep_float),
                  f"--keep-float takes Keras layer names; received {self.keep_float!r}. Use e.g. --keep-float conv1.")
@@ -317,6 +313,10 @@ class BuildConfig:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _suggest(key: str, valid: Any, prefix: str = "") -> str:
