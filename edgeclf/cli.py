@@ -523,6 +523,7 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
             html_file: str | None, as_json: bool) -> None:
     """Run models on the same images: accuracy, agreement, flips, divergence, size and latency."""
     from edgeclf.runtime.bench import LatencyStats, time_invokes
+    from edgeclf.runtime.cpu import cpu_info, int8_notes
     from edgeclf.runtime.evaluate import compare as compare_evaluations
     from edgeclf.runtime.render import compare_page, confusion_png
 
@@ -538,9 +539,11 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
     for model, row in zip(models, rows):
         times = time_invokes(model, model.prepare(loaded.images[0]), runs=30, min_time=0.2, warmup=3)
         row.update({"model": str(model.path), "bytes": len(model.content), "input": model.input.as_dict(),
-                    "median_ms": LatencyStats.of(times).median_ms})
+                    "int8": model.full_integer, "threads": threads, "median_ms": LatencyStats.of(times).median_ms})
     rows = [{"model": r.pop("model"), **r} for r in rows]
-    result = {"data": str(root), "images": int(len(targets)), "skipped": loaded.skipped, "models": rows}
+    cpu = cpu_info()
+    result = {"data": str(root), "images": int(len(targets)), "skipped": loaded.skipped, "models": rows,
+              "cpu_features": cpu.as_dict(), "int8_notes": int8_notes(cpu, rows)}
     if html_file:
         flipped = [f["path"] for row in rows[1:] for f in row["flips"][:200]]
         confusions = [confusion_png(e.confusion(), e.labels) for e in evaluations]
@@ -559,6 +562,9 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
         for row in rows[1:]:
             for f in row["flips"][:10]:
                 click.echo(f"    flip {f['path']}: {f['label']}: {f['reference']} -> {f['other']} ({f['outcome']})")
+        click.echo(f"  latency on {cpu.name} ({cpu.feature_list()})")
+        for note in result["int8_notes"]:
+            click.echo(f"  {note}")
     if dropped:
         raise click.ClickException("; ".join(
             f"{r['model']} is {-r['difference_pts']:.2f} points below {rows[0]['model']} (--max-drop {max_drop})"
@@ -592,7 +598,8 @@ def _thread_list(value: str) -> list[int | None]:
 def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float, warmup: int, data: str | None,
           baseline_file: str | None, threshold: float, as_json: bool) -> None:
     """Time model load, first inference and steady-state latency on this CPU."""
-    from edgeclf.runtime.bench import cpu_name, regressions
+    from edgeclf.runtime.bench import regressions
+    from edgeclf.runtime.cpu import cpu_info, int8_notes
 
     for name, value, least in (("--runs", runs, 1), ("--warmup", warmup, 0)):
         if value < least:
@@ -611,10 +618,14 @@ def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float
     for r in results:
         r["ratio_to_first"] = r["median_ms"] / first[r["threads"]]
     slower = regressions(results, baseline, threshold) if baseline is not None else []
+    cpu = cpu_info()
+    notes = int8_notes(cpu, results)
     if as_json:
-        emit_json({"cpu": cpu_name(), "results": results, "regressions": slower})
+        emit_json({"cpu": cpu.name, "cpu_features": cpu.as_dict(), "results": results, "int8_notes": notes,
+                   "regressions": slower})
     else:
-        click.echo(f"{cpu_name()}; {results[0]['backend']}; input: {results[0]['input']}")
+        click.echo(f"{cpu.name}, {cpu.cores} cores, {cpu.feature_list()}; {results[0]['backend']}; "
+                   f"input: {results[0]['input']}")
         click.echo(f"  {'model':40s} {'KiB':>8s} {'threads':>7s} {'load ms':>8s} {'first ms':>9s} {'median ms':>10s} "
                    f"{'p90 ms':>8s} {'p99 ms':>8s} {'inf/s':>8s} {'vs first':>8s}")
         for r in results:
@@ -622,6 +633,8 @@ def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float
                        f"{r['first_ms']:9.2f} {r['median_ms']:10.3f} {r['p90_ms']:8.3f} {r['p99_ms']:8.3f} "
                        f"{r['throughput']:8.1f} {r['ratio_to_first']:7.2f}x")
         click.echo(f"  peak RSS {max(r['peak_rss_mb'] for r in results):.1f} MiB")
+        for note in notes:
+            click.echo(f"  {note}")
     if slower:
         raise click.ClickException("latency regressed: " + "; ".join(slower))
 
@@ -737,13 +750,34 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
 
 
 def _check_display() -> None:
-    import cv2
+    from edgeclf.runtime.doctor import display_problem
 
-    try:
-        cv2.namedWindow("edgeclf camera")
-    except cv2.error as exc:
-        raise InputError("--display needs OpenCV with GUI support (opencv-python, not opencv-python-headless) "
-                         "and a screen; use --serve 127.0.0.1:8080 to watch in a browser instead.") from exc
+    problem = display_problem()
+    if problem:
+        raise InputError(f"--display needs OpenCV with GUI support (opencv-python, not opencv-python-headless) "
+                         f"and a screen: {problem}. Use --serve 127.0.0.1:8080 to watch in a browser instead.")
+
+
+@cli.command(context_settings=CONTEXT)
+@json_option
+def doctor(as_json: bool) -> None:
+    """What decides whether and how fast a model runs here: platform, interpreter, CPU int8 features, camera."""
+    from edgeclf.runtime.doctor import run_checks
+
+    checks = run_checks()
+    blocking = [c for c in checks if c.blocking]
+    if as_json:
+        emit_json({"ok": not blocking, "checks": [c.as_dict() for c in checks]})
+    else:
+        width = max(len(c.name) for c in checks)
+        for check in checks:
+            click.echo(f"{check.name:>{width}s}  {check.value}")
+            if check.problem:
+                label = "BLOCKING" if check.blocking else "note"
+                click.echo(f"{'':>{width}s}  {label}: {check.problem}" + (f"; fix: {check.fix}" if check.fix else ""))
+        click.echo("ready to run models" if not blocking else f"{len(blocking)} problem(s) block running a model here")
+    if blocking:
+        sys.exit(1)
 
 
 def _video_writer(path: Path, shape: tuple[int, ...]) -> Any:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
 import time
@@ -12,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeclf.runtime.cpu import cpu_info
 from edgeclf.runtime.model import Model
 
 
@@ -44,6 +44,7 @@ class LatencyStats:
 class BenchResult:
     model: str
     bytes: int
+    int8: bool  # full integer: no float op (what decides whether int8 kernels run)
     threads: int | None
     backend: str
     cpu: str
@@ -60,13 +61,7 @@ class BenchResult:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info().name
 
 
 def peak_rss_mb() -> float:
@@ -117,7 +112,7 @@ def bench(path: str | os.PathLike, threads: int | None = None, runs: int = 50, m
     model.invoke(tensors[0])
     first_ms = (time.perf_counter() - t0) * 1000.0
     stats = LatencyStats.of(time_invokes(model, tensors, runs, min_time, warmup))
-    return BenchResult(str(path), len(model.content), threads, f"{model.backend.name} {model.backend.version}",
+    return BenchResult(str(path), len(model.content), model.full_integer, threads, f"{model.backend.name} {model.backend.version}",
                        cpu_name(), source if images is not None else "random", load_ms, first_ms, stats,
                        peak_rss_mb())
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeclf.runtime import metadata
 from edgeclf.runtime._backend import get_backend
+from edgeclf.runtime._native_log import quiet_native_stderr
 from edgeclf.runtime.flatbuffer import CorruptModel, ModelStructure, read_structure, validate
 from edgeclf.runtime.preprocess import resize
 
@@ -37,6 +38,7 @@ def _probe(path: Path, content: bytes, backend) -> None:
     if pid == 0:  # child: only the interpreter runs here, then it exits without cleanup
         code = 1
         try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the parent reports; the child's native chatter goes nowhere
             interpreter = backend.interpreter_class(model_content=content, num_threads=1)
             interpreter.allocate_tensors()
             detail = interpreter.get_input_details()[0]
@@ -121,8 +123,9 @@ class Model:
         if self.backend.name in UNVERIFIED_BACKENDS:
             _probe(self.path, self.content, self.backend)
         try:
-            self._interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():
+                self._interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=num_threads)
+                self._interpreter.allocate_tensors()
             inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         except (ValueError, RuntimeError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise ModelError(f"{self.path}: the interpreter refused this model ({exc}).") from exc
@@ -185,6 +188,11 @@ class Model:
     @cached_property
     def structure(self) -> ModelStructure:
         return read_structure(self.content)
+
+    @property
+    def full_integer(self) -> bool:
+        """No float op: the int8 kernels run (what int8 speed depends on)."""
+        return not self.structure.float_ops()
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 image (any size) -> the (1, H, W, 3) input tensor in the model's dtype."""
@@ -264,9 +272,10 @@ class Model:
         if self._batched is None:
             self._batched = False
             try:
-                interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=self.num_threads)
-                interpreter.resize_tensor_input(self._input_index, [BATCH_SIZE, *self.input.shape[1:]], strict=True)
-                interpreter.allocate_tensors()
+                with quiet_native_stderr():
+                    interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=self.num_threads)
+                    interpreter.resize_tensor_input(self._input_index, [BATCH_SIZE, *self.input.shape[1:]], strict=True)
+                    interpreter.allocate_tensors()
                 output_shape = interpreter.get_output_details()[0]["shape"]
                 if output_shape[0] == BATCH_SIZE:
                     self._batched = interpreter

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 
-COMMANDS = ["build", "data", "classify", "inspect", "eval", "compare", "bench", "metadata", "camera"]
+COMMANDS = ["build", "data", "classify", "inspect", "eval", "compare", "bench", "metadata", "camera", "doctor"]
 
 
 @pytest.fixture()

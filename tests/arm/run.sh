@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# make test-arm: the runtime's tests, `edgeclf doctor` and the cross-architecture agreement test in
+# emulated Raspberry Pi OS roots (qemu user mode + chroot), installed from this checkout as a Pi user would:
+#
+#   arm64-trixie    Raspberry Pi OS 64-bit (Debian 13, Python 3.13): python3 -m venv, pip install .
+#   armhf-bookworm  Raspberry Pi OS 32-bit (Debian 12, Python 3.11): apt's python3-numpy and python3-opencv,
+#                   a --system-site-packages venv, pip install tflite-runtime==2.14.0, pip install --no-deps .
+#
+# Each root is built once with mmdebstrap under $EDGECLF_ARM_CACHE (default ~/.cache/edgeclf/arm), in a
+# folder named by a hash of its recipe: a changed recipe builds a new root and removes the old one. A
+# failed mirror download is retried. Emulated float math is software: timings here mean nothing and are
+# never reported. Where this cannot run (not root, no binfmt_misc, no qemu) it prints one
+# 'skipped: make test-arm: ...' line saying why and exits 0; a failing test exits 1.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${EDGECLF_ARM_CACHE:-$HOME/.cache/edgeclf/arm}
+targets=${EDGECLF_ARM_TARGETS:-arm64-trixie armhf-bookworm}
+host_python=${EDGECLF_HOST_PYTHON:-$repo/.venv/bin/python}  # writes the x86 reference (needs the toolchain)
+RECIPE_VERSION=1  # bump to rebuild every root
+
+skip() { echo "skipped: make test-arm: $*"; exit 0; }
+
+# What each root is made of: arch, Debian suite, apt packages.
+recipe() {
+  case $1 in
+    arm64-trixie) echo "arm64 trixie python3,python3-venv,python3-pip,ca-certificates" ;;
+    armhf-bookworm) echo "armhf bookworm python3,python3-venv,python3-pip,ca-certificates,python3-numpy,python3-opencv" ;;
+    *) echo "test-arm: unknown target '$1'; use arm64-trixie or armhf-bookworm" >&2; exit 2 ;;
+  esac
+}
+
+# The runtime install a Pi user runs, in the root, from /root/edgeclf; $1 is the venv.
+install_commands() {
+  case $2 in
+    arm64-trixie) echo "test -x $1/bin/python || python3 -m venv $1
+      $1/bin/pip install -q . pytest" ;;
+    armhf-bookworm) echo "test -x $1/bin/python || python3 -m venv --system-site-packages $1
+      $1/bin/pip install -q tflite-runtime==2.14.0 click pyyaml flatbuffers pytest
+      $1/bin/pip install -q --no-deps ." ;;
+  esac
+}
+
+check_host() {
+  [ "$(uname -m)" = x86_64 ] || skip "the emulated roots are set up for an x86_64 host; this one is $(uname -m)"
+  [ "$(id -u)" = 0 ] || skip "needs root for mmdebstrap, chroot and bind mounts; run it as root (sudo make test-arm)"
+  if ! command -v mmdebstrap >/dev/null || ! command -v update-binfmts >/dev/null || ! [ -e /usr/bin/qemu-aarch64-static ]; then
+    command -v apt-get >/dev/null || skip "qemu-user-static, binfmt-support and mmdebstrap are missing and there is no apt-get"
+    echo "test-arm: installing qemu-user-static binfmt-support mmdebstrap"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static binfmt-support mmdebstrap) \
+      >/dev/null 2>&1 || skip "apt-get install qemu-user-static binfmt-support mmdebstrap failed"
+  fi
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null \
+    || skip "binfmt_misc is not mounted and cannot be (a container without it?), so ARM binaries cannot run here"
+  for entry in qemu-aarch64 qemu-arm; do
+    grep -qx enabled "/proc/sys/fs/binfmt_misc/$entry" 2>/dev/null || update-binfmts --enable "$entry" >/dev/null 2>&1 || true
+    grep -qx enabled "/proc/sys/fs/binfmt_misc/$entry" 2>/dev/null \
+      || skip "binfmt_misc has no enabled $entry entry (update-binfmts --enable $entry failed)"
+  done
+  command -v unshare >/dev/null && command -v chroot >/dev/null || skip "unshare and chroot (util-linux, coreutils) are missing"
+  [ -x "$host_python" ] || skip "no toolchain venv at $host_python to write the x86 reference; run make install first"
+}
+
+# The host's Debian mirror (its own apt sources), which reaches every suite.
+mirror() {
+  local uri
+  uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# Prints the root folder of a target, building it first when its recipe has none yet.
+ensure_root() {
+  local target=$1 arch suite packages key root attempt
+  read -r arch suite packages <<<"$(recipe "$target")"
+  key=$(printf '%s\n' "$RECIPE_VERSION" "$arch" "$suite" "$packages" | sha256sum | cut -c1-12)
+  root=$cache/$target-$key
+  if [ ! -e "$root/.complete" ]; then
+    for old in "$cache/$target"-*; do [ -e "$old" ] && rm -rf "$old"; done
+    for attempt in 1 2 3; do
+      echo "test-arm: building the $target root ($arch, Debian $suite; minutes, once)" >&2
+      rm -rf "$root"
+      if mmdebstrap --quiet --arch="$arch" --variant=minbase --include="$packages" "$suite" "$root" \
+           "deb $(mirror) $suite main" >"$cache/$target.build.log" 2>&1; then
+        touch "$root/.complete"
+        break
+      fi
+      echo "test-arm: building the $target root failed (attempt $attempt of 3); see $cache/$target.build.log" >&2
+      [ "$attempt" = 3 ] && { tail -5 "$cache/$target.build.log" >&2; return 1; }
+      sleep $((attempt * 15))
+    done
+  fi
+  echo "$root"
+}
+
+# Runs a command in the root as on a Pi: its own /proc with a Pi's /proc/cpuinfo over it and a
+# /sys/devices/system/cpu of four cores, so our code and XNNPACK's CPU detection see an ARM CPU
+# (the x86 host's would crash XNNPACK's cpuinfo under emulation). The mounts die with the namespace.
+in_root() {
+  local target=$1 root=$2; shift 2
+  local cpuinfo=$here/cpuinfo-pi4-arm64
+  [ "$target" = armhf-bookworm ] && cpuinfo=$here/cpuinfo-pi3-armhf
+  unshare --mount --propagation private -- bash -euc '
+    root=$1 cpuinfo=$2 cpus=$3; shift 3
+    mount -t proc proc "$root/proc"
+    mount --rbind /dev "$root/dev"
+    mount --bind "$cpuinfo" "$root/proc/cpuinfo"
+    mkdir -p "$root/sys/devices/system/cpu"
+    mount --bind "$cpus" "$root/sys/devices/system/cpu"
+    exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin \
+      PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 PIP_ROOT_USER_ACTION=ignore "$@"
+  ' _ "$root" "$cpuinfo" "$cache/sys-cpu" "$@"
+}
+
+# Installs this checkout into the root's venv and runs the runtime tests, doctor and the agreement test.
+run_target() {
+  local target=$1 root venv backend
+  root=$(ensure_root "$target")
+  venv=/opt/edgeclf-venv-$(sha256sum "$repo/pyproject.toml" | cut -c1-12)  # new dependencies, new venv
+  backend=ai_edge_litert
+  [ "$target" = armhf-bookworm ] && backend=tflite_runtime
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"  # the registry's CA as the host sees it
+  find "$root/opt" -maxdepth 1 -name 'edgeclf-venv-*' ! -path "$root$venv" -exec rm -rf {} +
+  rm -rf "$root/root/edgeclf" "$root/root/reference"
+  mkdir -p "$root/root/edgeclf"
+  (cd "$repo" && git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$root/root/edgeclf"
+  cp -r "$reference" "$root/root/reference"
+  echo "== $target: $(in_root "$target" "$root" python3 -c 'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])')"
+  in_root "$target" "$root" bash -euc "cd /root/edgeclf
+    $(install_commands "$venv" "$target")
+    $venv/bin/edgeclf doctor
+    $venv/bin/edgeclf doctor --json > /dev/null
+    EDGECLF_EXPECT_BACKEND=$backend EDGECLF_ARM_REFERENCE=/root/reference \
+      $venv/bin/python -m pytest -q -rs tests/runtime -p no:cacheprovider
+    echo 'cross-architecture agreement (max |difference| from x86 scores):'
+    cat /root/reference/agreement.json"
+}
+
+check_host
+mkdir -p "$cache/sys-cpu"
+for f in present possible online; do echo 0-3 > "$cache/sys-cpu/$f"; done
+# The x86 scores, rewritten when the code or models they come from change.
+reference=$cache/reference-$(cd "$repo" && git ls-files -z -co --exclude-standard runtime toolchain tests/arm \
+  tests/fixtures/digits_tiny benchmarks/_photos.py | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+if [ ! -e "$reference/reference.json" ]; then
+  echo "test-arm: x86 reference scores (float32 and int8 models on 120 real photos)"
+  rm -rf "$cache"/reference-*
+  "$host_python" "$here/reference.py" "$reference.tmp" >"$cache/reference.log" 2>&1 \
+    || { tail -20 "$cache/reference.log"; exit 1; }
+  mv "$reference.tmp" "$reference"
+fi
+
+# Both targets at once (each mostly waits on emulation or the network), then their logs in order.
+pids=()
+for target in $targets; do
+  run_target "$target" >"$cache/$target.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+i=0
+for target in $targets; do
+  if wait "${pids[$i]}"; then result=passed; else result=FAILED; status=1; fi
+  cat "$cache/$target.log"
+  echo "== $target: $result"
+  i=$((i + 1))
+done
+exit $status
