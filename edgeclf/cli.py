@@ -194,6 +194,9 @@ _BUILD_FLAGS = {
 @reports_errors
 def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: bool, **flags: Any) -> None:
     """Train, prune, quantize, export and evaluate a classifier into runs/<id>/."""
+    from edgeclf.runtime._native_log import filter_process_stderr
+
+    filter_process_stderr()  # before TensorFlow loads: its C++ logs ignore every log-level setting
     from edgeclf.toolchain.config import BuildConfig
 
     config = BuildConfig.from_yaml(config_file) if config_file else BuildConfig()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from types import ModuleType
 
 TRAIN_INSTALL = 'pip install "edgeclf[train]"'
@@ -19,6 +20,8 @@ class MissingTrainingDependencies(ImportError):
 def _import(name: str) -> ModuleType:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # QuantizationDebugger runs tf.lite.Interpreter, which warns that it is deprecated: ours to know, not the user's
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning)
     try:
         return __import__(name, fromlist=["_"])
     except ImportError as exc:

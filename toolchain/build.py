@@ -30,6 +30,7 @@ from edgeclf.calibration import CalibrationSet, check, from_folder, select
 from edgeclf.calibration.representative import stratified_indices
 from edgeclf.runtime import metadata as tflite_metadata
 from edgeclf.runtime.bench import LatencyStats, cpu_name, time_invokes
+from edgeclf.runtime.cpu import cpu_info, int8_notes
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.model import Model
@@ -432,6 +433,14 @@ def _class_weight_report(config: BuildConfig, splits: Splits) -> dict | None:
     return {name: round(weights[i], 4) for i, name in enumerate(splits.classes)}
 
 
+def _latency_context(artifacts: dict[str, dict]) -> dict:
+    """The CPU the latencies were measured on and, for int8 beside float32, what the ratio means there."""
+    cpu = cpu_info()
+    timings = [{"model": a["path"], "int8": a["float_ops"] == 0, "threads": LATENCY_THREADS,
+                "median_ms": a["latency_ms"]["median"]} for a in artifacts.values()]
+    return {"threads": LATENCY_THREADS, "cpu": cpu.as_dict(), "int8_notes": int8_notes(cpu, timings)}
+
+
 def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     data: DataResult = ctx.results["data"]
     prune: PruneResult = ctx.results["prune"]
@@ -449,6 +458,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
                     "augment": config.data.augment, "class_weight": _class_weight_report(config, splits),
                     "cache": splits.cache.as_dict(), "skipped": splits.skipped},
         "artifacts": evaluated.artifacts,
+        "latency": _latency_context(evaluated.artifacts),
         "dense_reference": evaluated.dense_reference,
         "sparsity": prune.sparsity,
         "xnnpack": prune.xnnpack,

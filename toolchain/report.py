@@ -1,6 +1,7 @@
 """report.json (schema-versioned, every figure measured) and its human-readable report.md."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ def markdown(report: dict) -> str:
         lines.append(f"| `{Path(a['path']).name}` | {_kib(a['bytes'])} | {_kib(a['gzip_bytes'])} | "
                      f"{_pct(a['accuracy'])} | {_pct(a['top5'])} | {_pct(a['agreement_with_float32'])} | "
                      f"{a['latency_ms']['median']:.3f} / {a['latency_ms']['p90']:.3f} | {quant} |")
+    latency = report.get("latency")
+    if latency:
+        lines += ["", f"Latency: {latency['threads']} thread on {latency['cpu']['name']} "
+                      f"({latency['cpu']['feature_list']}; int8 dot product: "
+                      f"{'yes' if latency['cpu']['int8_dot_product'] else 'no'})."]
+        lines += [f"{note}" for note in latency["int8_notes"]]
     sparsity = report["sparsity"]
     lines += ["", "## Pruning", ""]
     if sparsity["layers"] and any(layer["pruned"] for layer in sparsity["layers"].values()) and report.get("dense_reference"):
@@ -117,6 +124,11 @@ def html_page(report: dict, confusions: dict[str, bytes], thumbnails: dict[str, 
                           [[name, layer["weights"], layer["sparsity"], "yes" if layer["pruned"] else "no (kept dense)"]
                            for name, layer in sparsity["layers"].items()])
     matrices = "".join(render.figure(png, f"{name}: {artifacts[name]['path']}") for name, png in confusions.items())
+    latency = report.get("latency")
+    if latency:
+        notes = "".join(f"<p>{html.escape(note)}</p>" for note in latency["int8_notes"])
+        charts += (f"<p>{latency['threads']} thread on {html.escape(latency['cpu']['name'])} "
+                   f"({html.escape(latency['cpu']['feature_list'])})</p>{notes}")
     sections = [("Artifacts", summary), ("Latency and size", charts),
                 ("Pruning", f"<p>measured sparsity {sparsity['overall']:.3f} over the pruned layers</p>{layers}"),
                 ("Confusion matrices", matrices)]

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from edgeclf.runtime.cpu import cpu_info
 from edgeclf.runtime.folder import load, scan
 from edgeclf.runtime.model import Model
 from edgeclf.toolchain import build as build_module
@@ -52,6 +53,21 @@ def test_report_schema(tiny_report):
     calibration = tiny_report["calibration"]
     assert calibration["size"] == 100 and calibration["seed"] == 0 and sum(calibration["per_class"].values()) == 100
     assert list(tiny_report["stages"]) == ["data", "model", "train", "prune", "quantize", "export", "evaluate"]
+
+
+def test_report_says_what_cpu_the_latencies_are_from_and_what_int8_means_there(tiny_run, tiny_report):
+    latency = tiny_report["latency"]
+    cpu = cpu_info()
+    assert latency["threads"] == 1 and latency["cpu"]["features"] == list(cpu.features)
+    assert latency["cpu"]["int8_dot_product"] is cpu.int8_dot_product
+    notes = latency["int8_notes"]
+    assert [n.split(" vs ")[0] for n in notes] == ["model_int8.tflite", "model_int8_qat.tflite"]
+    for note, name in zip(notes, ("int8", "int8_qat")):
+        ratio = tiny_report["artifacts"][name]["latency_ms"]["median"] / tiny_report["artifacts"]["float32"]["latency_ms"]["median"]
+        assert f"int8 takes {ratio:.2f}x float32's median here" in note
+        if not cpu.int8_dot_product and ratio >= 1:
+            assert "no int8 dot-product instructions" in note
+    assert f"Latency: 1 thread on {cpu.name}" in (tiny_run / "report.md").read_text()
 
 
 def test_float32_tflite_matches_keras(tiny_run, tiny_report):

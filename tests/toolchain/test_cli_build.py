@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -32,3 +35,20 @@ def test_build_cli_bad_options_exit_2_with_the_fix(tmp_path):
     result = runner.invoke(cli, ["build", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "nowhere: no such folder" in result.output
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_build_console_has_only_edgeclfs_own_lines(tmp_path):
+    """TensorFlow's C++ logs (absl preamble, cudart/cuInit on a CPU machine), the converter's summary,
+    LiteRT's INFO line and the tf.lite.Interpreter deprecation warning never reach the user."""
+    done = subprocess.run([sys.executable, "-m", "edgeclf", "build", "--model", "tiny", "--size", "16", "--epochs", "1",
+                           "--int8", "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "[1/8] data" and "[8/8] report" in lines
+    foreign = [line for line in lines if not re.match(r"\[\d/8\] |  ", line)]
+    assert foreign == [], foreign
+    # our own warnings still show: an empty calibration folder is a real error, reported on stderr
+    done = subprocess.run([sys.executable, "-m", "edgeclf", "build", "--model", "tiny", "--size", "16", "--epochs", "1",
+                           "--int8", "--calib-data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "nowhere" in done.stderr.splitlines()[-1], done.stderr
