@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 PIP_FLAGS = -q --disable-pip-version-check
 
 .PHONY: install install-runtime install-mediapipe install-chromium install-tflite-runtime demo test test-runtime \
-	test-tflite-runtime bench clean
+	test-tflite-runtime test-arm bench clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,7 @@ test: install install-runtime install-mediapipe install-chromium install-tflite-
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime
 	$(MAKE) --no-print-directory test-tflite-runtime
+	$(MAKE) --no-print-directory test-arm
 
 # The runtime tests again, in an environment where TensorFlow is not installed at all.
 test-runtime: install-runtime
@@ -78,6 +79,12 @@ test-tflite-runtime: install-tflite-runtime
 	@if [ -f $(TFLITE_VENV)/.installed ]; then \
 	  EDGECLF_EXPECT_BACKEND=tflite_runtime $(TFLITE_VENV)/bin/python -m pytest -q tests/runtime -p no:cacheprovider; \
 	else echo "skipped: no tflite-runtime venv (see the note above)"; fi
+
+# The runtime tests, edgeclf doctor and the x86 agreement check in emulated Raspberry Pi OS roots: arm64 trixie
+# (Pi OS 64-bit) and armhf bookworm (Pi OS 32-bit). Needs root and qemu's binfmt_misc; otherwise it prints
+# why and skips. The roots are built once into ~/.cache/edgeclf/arm ($$EDGECLF_ARM_CACHE).
+test-arm: install
+	@bash tests/arm/run.sh
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

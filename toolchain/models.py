@@ -232,9 +232,30 @@ def resnet_mini(num_classes: int, size: int, config: Any) -> Any:
     return keras().Model(inputs, _classifier(x, num_classes, 0.0), name="resnet_mini")
 
 
+MOBILENET_V2_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+
+
 def _mobilenet_weights_file(alpha: float, size: int) -> str:
+    """The file Keras' MobileNetV2 loads for this width and size: its own sizes, else its 224 file; alpha as str(float)."""
     rows = size if size in (96, 128, 160, 192, 224) else 224
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+
+
+def _imagenet_weights(alpha: float, size: int) -> str:
+    """The local path of Keras' ImageNet weights for this width and size, downloaded into $KERAS_HOME/models once.
+
+    edgeclf fetches the file Keras would (same name, same URL) itself: tf_keras' own download ignores
+    KERAS_HOME and always uses ~/.keras, so the folder an offline message names would not be the one
+    it reads. Raises ModelBuildError naming the exact file and folder when the download fails.
+    """
+    name = _mobilenet_weights_file(alpha, size)
+    try:
+        return keras().utils.get_file(name, MOBILENET_V2_WEIGHTS_URL + name, cache_subdir="models", cache_dir=keras_home())
+    except Exception as exc:  # download failures surface as several exception types
+        target = Path(keras_home()) / "models" / name
+        raise ModelBuildError(
+            f"ImageNet weights for mobilenet_v2 could not be downloaded ({exc}). Place the file at {target}, "
+            "or pass --weights PATH to a weights file, or --weights none to train from scratch.") from exc
 
 
 @register_model(ModelSpec("mobilenet_v2", 96, 32, 224, ("Conv1", "classifier"),
@@ -244,19 +265,13 @@ def mobilenet_v2(num_classes: int, size: int, config: Any) -> Any:
     # MobileNetV2 was trained on [-1, 1] inputs.
     inputs, x = _pixels_input(size, scale=1 / 127.5, offset=-1.0)
     weights = config.weights
-    use_imagenet = weights == "imagenet"
+    imagenet = _imagenet_weights(config.alpha, size) if weights == "imagenet" else None
     try:
-        base = keras().applications.MobileNetV2(input_tensor=x, alpha=config.alpha, include_top=False,
-                                                weights="imagenet" if use_imagenet else None, pooling="avg")
+        # input_shape as well as input_tensor: from the tensor alone Keras takes the size as undefined
+        base = keras().applications.MobileNetV2(input_tensor=x, input_shape=(size, size, 3), alpha=config.alpha,
+                                                include_top=False, weights=imagenet, pooling="avg")
     except ValueError as exc:
         raise ModelBuildError(f"mobilenet_v2 cannot be built with alpha={config.alpha}, size={size}: {exc}") from exc
-    except Exception as exc:  # download failures surface as several exception types
-        if not use_imagenet:
-            raise
-        target = Path(keras_home()) / "models" / _mobilenet_weights_file(config.alpha, size)
-        raise ModelBuildError(
-            f"ImageNet weights for mobilenet_v2 could not be downloaded ({exc}). Place the file at {target}, "
-            "or pass --weights PATH to a weights file, or --weights none to train from scratch.") from exc
     if weights not in ("imagenet", "none"):
         path = Path(weights)
         if not path.is_file():

@@ -3,11 +3,14 @@
 Writes into OUT: `photos/` (120 real photos: PNG crops of the pictures scikit-image ships, lossless
 so every OpenCV build decodes the same pixels), float32 and int8 models (the digits fixture models,
 and a MobileNetV2 0.35@96 trained briefly on the photos, so its depthwise, residual and pooling
-kernels run with real weights), and `reference.json`: each model's scores for each photo as this
-machine's runtime computes them. `make test-arm` copies OUT into each ARM root, where the test
-computes the same scores and compares.
+kernels run with real weights), and `reference-<backend>.json`: each model's scores for each photo as
+this machine's runtime computes them with that interpreter. `make test-arm` copies OUT into each ARM
+root, where the test computes the same scores with the same interpreter and compares: the
+architecture is the only difference (tflite-runtime 2.14 and LiteRT 2.3 differ from each other by up
+to 0.58 on the int8 MobileNetV2 on this very machine, so each is compared with itself).
 
-Usage: python tests/arm/reference.py OUT   (the toolchain venv: it trains and converts the MobileNetV2)
+Usage: python tests/arm/reference.py OUT             (the toolchain venv: trains and converts the MobileNetV2)
+       python tests/arm/reference.py --scores OUT    (another venv: adds its interpreter's scores)
 """
 from __future__ import annotations
 
@@ -73,20 +76,28 @@ def scores(models: list[Path], photos: list[Path]) -> dict[str, list[list[float]
 
 
 def main() -> int:
-    out = Path(sys.argv[1])
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "photos").mkdir(parents=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """reference.py OUT writes photos, models and this backend's scores; reference.py --scores OUT adds the
+    scores of the backend of the Python that runs it (the tflite-runtime venv, for the armv7 root)."""
+    scores_only = sys.argv[1] == "--scores"
+    out = Path(sys.argv[-1])
     logging.getLogger("edgeclf").setLevel(logging.ERROR)  # the models carry no metadata: no labels warnings
-    photos = write_photos(out / "photos")
-    for name in ("model_float32.tflite", "model_int8.tflite"):
-        shutil.copy(FIXTURE_MODELS / name, out / f"digits_{name.removeprefix('model_')}")
-    write_mobilenet(out, photos)
-    models = sorted(out.glob("*.tflite"))
-    reference = {"machine": os.uname().machine, "photos": [p.name for p in photos], "scores": scores(models, photos)}
-    (out / "reference.json").write_text(json.dumps(reference))
-    print(f"reference: {len(models)} models x {len(photos)} photos -> {out / 'reference.json'}")
+    if not scores_only:
+        if out.exists():
+            shutil.rmtree(out)
+        (out / "photos").mkdir(parents=True)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        photos = write_photos(out / "photos")
+        for name in ("model_float32.tflite", "model_int8.tflite"):
+            shutil.copy(FIXTURE_MODELS / name, out / f"digits_{name.removeprefix('model_')}")
+        write_mobilenet(out, photos)
+    from edgeclf.runtime._backend import get_backend
+
+    photos = sorted((out / "photos").glob("*.png"))
+    backend = get_backend().name
+    reference = {"machine": os.uname().machine, "backend": backend, "photos": [p.name for p in photos],
+                 "scores": scores(sorted(out.glob("*.tflite")), photos)}
+    (out / f"reference-{backend}.json").write_text(json.dumps(reference))
+    print(f"reference: {len(reference['scores'])} models x {len(photos)} photos with {backend}")
     return 0
 
 

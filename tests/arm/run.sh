@@ -18,6 +18,7 @@ repo=$(cd "$here/../.." && pwd)
 cache=${EDGECLF_ARM_CACHE:-$HOME/.cache/edgeclf/arm}
 targets=${EDGECLF_ARM_TARGETS:-arm64-trixie armhf-bookworm}
 host_python=${EDGECLF_HOST_PYTHON:-$repo/.venv/bin/python}  # writes the x86 reference (needs the toolchain)
+tflite_python=$repo/.venv-tflite/bin/python  # x86 scores with tflite-runtime (make install-tflite-runtime)
 RECIPE_VERSION=1  # bump to rebuild every root
 
 skip() { echo "skipped: make test-arm: $*"; exit 0; }
@@ -94,32 +95,41 @@ ensure_root() {
   echo "$root"
 }
 
-# Runs a command in the root as on a Pi: its own /proc with a Pi's /proc/cpuinfo over it and a
-# /sys/devices/system/cpu of four cores, so our code and XNNPACK's CPU detection see an ARM CPU
+# The board each root emulates: its /proc/cpuinfo and the qemu CPU whose features (AT_HWCAP, which
+# XNNPACK reads besides /proc/cpuinfo) match it. qemu's default "max" CPU claims dot product and i8mm
+# next to a Pi's cpuinfo, and XNNPACK's int8 kernels then computed garbage under qemu 7.2 (all one class).
+board_cpu() {
+  case $1 in
+    pi4-arm64) echo cortex-a72 ;;  # Raspberry Pi 4 (Pi OS 64-bit)
+    pi5-arm64) echo cortex-a76 ;;  # Raspberry Pi 5: int8 dot product (asimddp)
+    pi2-armhf) echo cortex-a7 ;;   # Raspberry Pi 2 (Pi OS 32-bit; a Pi 3 runs the same armv7 userland)
+  esac
+}
+
+# Runs a command in the root as on that board: its own /proc with the board's /proc/cpuinfo over it
+# and a /sys/devices/system/cpu of four cores, so our code and XNNPACK's CPU detection see an ARM CPU
 # (the x86 host's would crash XNNPACK's cpuinfo under emulation). The mounts die with the namespace.
 in_root() {
-  local target=$1 root=$2; shift 2
-  local cpuinfo=$here/cpuinfo-pi4-arm64
-  [ "$target" = armhf-bookworm ] && cpuinfo=$here/cpuinfo-pi3-armhf
-  unshare --mount --propagation private -- bash -euc '
+  local board=$1 root=$2; shift 2
+  QEMU_CPU=$(board_cpu "$board") unshare --mount --propagation private -- bash -euc '
     root=$1 cpuinfo=$2 cpus=$3; shift 3
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     mount --bind "$cpuinfo" "$root/proc/cpuinfo"
     mkdir -p "$root/sys/devices/system/cpu"
     mount --bind "$cpus" "$root/sys/devices/system/cpu"
-    exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin \
+    exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin QEMU_CPU="$QEMU_CPU" \
       PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 PIP_ROOT_USER_ACTION=ignore "$@"
-  ' _ "$root" "$cpuinfo" "$cache/sys-cpu" "$@"
+  ' _ "$root" "$here/cpuinfo-$board" "$cache/sys-cpu" "$@"
 }
 
 # Installs this checkout into the root's venv and runs the runtime tests, doctor and the agreement test.
 run_target() {
-  local target=$1 root venv backend
+  local target=$1 root venv backend board
   root=$(ensure_root "$target")
   venv=/opt/edgeclf-venv-$(sha256sum "$repo/pyproject.toml" | cut -c1-12)  # new dependencies, new venv
-  backend=ai_edge_litert
-  [ "$target" = armhf-bookworm ] && backend=tflite_runtime
+  backend=ai_edge_litert board=pi4-arm64
+  [ "$target" = armhf-bookworm ] && backend=tflite_runtime board=pi2-armhf
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"  # the registry's CA as the host sees it
   find "$root/opt" -maxdepth 1 -name 'edgeclf-venv-*' ! -path "$root$venv" -exec rm -rf {} +
@@ -127,15 +137,24 @@ run_target() {
   mkdir -p "$root/root/edgeclf"
   (cd "$repo" && git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$root/root/edgeclf"
   cp -r "$reference" "$root/root/reference"
-  echo "== $target: $(in_root "$target" "$root" python3 -c 'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])')"
-  in_root "$target" "$root" bash -euc "cd /root/edgeclf
+  echo "== $target as $board: $(in_root "$board" "$root" python3 -c 'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])')"
+  in_root "$board" "$root" bash -euc "cd /root/edgeclf
     $(install_commands "$venv" "$target")
     $venv/bin/edgeclf doctor
     $venv/bin/edgeclf doctor --json > /dev/null
+    # the tests run against the installed package: from a folder without the checkout's edgeclf/
+    rm -rf /root/run && mkdir /root/run && cp -r tests /root/run/ && cd /root/run
     EDGECLF_EXPECT_BACKEND=$backend EDGECLF_ARM_REFERENCE=/root/reference \
       $venv/bin/python -m pytest -q -rs tests/runtime -p no:cacheprovider
-    echo 'cross-architecture agreement (max |difference| from x86 scores):'
+    echo 'cross-architecture agreement (max |difference| from the x86 scores of the same interpreter):'
     cat /root/reference/agreement.json"
+  if [ "$target" = arm64-trixie ]; then  # the Pi 5's int8 dot-product kernels too
+    echo "== $target as pi5-arm64: agreement with x86"
+    in_root pi5-arm64 "$root" bash -euc "cd /root/run
+      EDGECLF_ARM_REFERENCE=/root/reference $venv/bin/python -m pytest -q -rs tests/runtime/test_cross_arch.py \
+        -p no:cacheprovider
+      cat /root/reference/agreement.json"
+  fi
 }
 
 check_host
@@ -144,12 +163,16 @@ for f in present possible online; do echo 0-3 > "$cache/sys-cpu/$f"; done
 # The x86 scores, rewritten when the code or models they come from change.
 reference=$cache/reference-$(cd "$repo" && git ls-files -z -co --exclude-standard runtime toolchain tests/arm \
   tests/fixtures/digits_tiny benchmarks/_photos.py | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
-if [ ! -e "$reference/reference.json" ]; then
+if [ ! -e "$reference/reference-ai_edge_litert.json" ]; then
   echo "test-arm: x86 reference scores (float32 and int8 models on 120 real photos)"
   rm -rf "$cache"/reference-*
   "$host_python" "$here/reference.py" "$reference.tmp" >"$cache/reference.log" 2>&1 \
     || { tail -20 "$cache/reference.log"; exit 1; }
   mv "$reference.tmp" "$reference"
+fi
+if [ -x "$tflite_python" ] && [ ! -e "$reference/reference-tflite_runtime.json" ]; then  # what the armv7 root runs
+  "$tflite_python" "$here/reference.py" --scores "$reference" >>"$cache/reference.log" 2>&1 \
+    || { tail -20 "$cache/reference.log"; exit 1; }
 fi
 
 # Both targets at once (each mostly waits on emulation or the network), then their logs in order.

@@ -19,16 +19,14 @@ from edgeclf.runtime.cpu import cpu_info, int8_note, int8_notes
 ARM = Path(__file__).parents[1] / "arm"
 EPYC = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse sse2 avx avx2 fma bmi2\n"
 SAPPHIRE = "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx2 avx512f avx512_vnni avx_vnni amx_int8\n"
-PI5 = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n" \
-      "CPU part\t: 0xd0b\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n"
 
 
 @pytest.mark.parametrize("text, machine, features, dot, name", [
     (EPYC, "x86_64", ("avx2",), False, "AMD EPYC 7B13"),
     (SAPPHIRE, "x86_64", ("avx2", "avx512_vnni", "avx_vnni"), True, "Intel(R) Xeon(R) Platinum 8480+"),
     ((ARM / "cpuinfo-pi4-arm64").read_text(), "aarch64", ("asimd",), False, "Raspberry Pi 4 Model B Rev 1.4"),
-    (PI5, "aarch64", ("asimd", "asimddp"), True, "Raspberry Pi 5 Model B Rev 1.0"),
-    ((ARM / "cpuinfo-pi3-armhf").read_text(), "armv7l", ("neon",), False, "Raspberry Pi 3 Model B Rev 1.2"),
+    ((ARM / "cpuinfo-pi5-arm64").read_text(), "aarch64", ("asimd", "asimddp"), True, "Raspberry Pi 5 Model B Rev 1.0"),
+    ((ARM / "cpuinfo-pi2-armhf").read_text(), "armv7l", ("neon",), False, "Raspberry Pi 2 Model B Rev 1.1"),
 ])
 def test_cpu_features_from_cpuinfo(text, machine, features, dot, name):
     cpu = cpu_info(text, machine)
@@ -68,7 +66,8 @@ def test_doctor_runs_a_model_and_names_this_cpu():
     if expected:
         assert checks["interpreter"]["value"].startswith(expected)
     assert checks["model run"]["value"].startswith("ok")
-    assert checks["xnnpack"]["value"].startswith("on")
+    if checks["interpreter"]["value"].startswith("ai_edge_litert"):
+        assert checks["xnnpack"]["value"].startswith("on")
     cpu = cpu_info()
     assert checks["int8 features"]["value"].startswith(cpu.feature_list())
     assert checks["int8 dot product"]["value"].startswith("yes" if cpu.int8_dot_product else "no")

@@ -79,12 +79,42 @@ def test_pretrained_build_runs_two_stages_with_a_smaller_learning_rate(tmp_path,
     assert not (tmp_path / "runs" / ".resume").exists()  # a finished build leaves nothing to resume
 
 
-def test_offline_imagenet_names_the_file_and_where_to_put_it(tmp_path, monkeypatch, offline):
+@pytest.mark.parametrize("alpha, size, tag", [(0.35, 96, "0.35_96"), (0.5, 128, "0.5_128"), (1.0, 100, "1.0_224"),
+                                              (1.4, 224, "1.4_224")])
+def test_offline_imagenet_names_the_file_keras_looks_for(tmp_path, monkeypatch, offline, alpha, size, tag):
+    """The named file is the one Keras tried to download: a size it has no weights for falls back to 224."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     with pytest.raises(ModelBuildError) as error:
-        create_model(ModelConfig(name="mobilenet_v2", alpha=0.35, weights="imagenet"), 3, 96)
-    expected = tmp_path / "keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+        create_model(ModelConfig(name="mobilenet_v2", alpha=alpha, weights="imagenet"), 3, size)
+    expected = tmp_path / "keras" / "models" / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{tag}_no_top.h5"
     assert str(expected) in str(error.value) and "--weights PATH" in str(error.value)
+    from edgeclf.toolchain._tf import keras
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no cached weights: Keras' own download fails and names its file
+    with pytest.raises(Exception) as keras_error:
+        keras().applications.MobileNetV2(alpha=alpha, include_top=False, weights="imagenet", input_shape=(size, size, 3))
+    assert expected.name in str(keras_error.value)
+
+
+def test_imagenet_weights_placed_where_the_message_says_build_offline(tmp_path, monkeypatch, offline):
+    from edgeclf.toolchain._tf import keras
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    saved = {}
+    for size, tag in ((96, "0.35_96"), (32, "0.35_224")):  # 32: Keras has no such size and loads its 224 file
+        path = tmp_path / "keras" / "models" / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{tag}_no_top.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = keras().applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(size, size, 3))
+        base.save_weights(path)
+        saved[size] = base.get_layer("Conv1").get_weights()[0]
+    model = create_model(ModelConfig(name="mobilenet_v2", alpha=0.35, weights="imagenet"), 3, 96)
+    np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0], saved[96])
+    result = CliRunner().invoke(cli, ["build", "--data", str(_folder(tmp_path / "data", per_class=20)), "--model",
+                                      "mobilenet_v2", "--alpha", "0.35", "--size", "32", "--weights", "imagenet",
+                                      "--epochs", "1", "--fine-tune-epochs", "1", "--out", str(tmp_path / "runs"), "--json"])
+    assert result.exit_code == 0, result.output
+    trained = keras().models.load_model(tmp_path / "runs" / "latest" / "keras" / "model.keras", compile=False)
+    np.testing.assert_array_equal(trained.get_layer("Conv1").get_weights()[0], saved[32])  # frozen in both stages
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
