@@ -19,6 +19,7 @@ from pathlib import Path
 from _mobilenets import build_models
 from _photos import make_photo_folder
 from edgeclf.runtime.bench import bench
+from edgeclf.runtime.cpu import cpu_info
 from edgeclf.toolchain.build import build
 from edgeclf.toolchain.config import BuildConfig
 
@@ -99,11 +100,14 @@ def main() -> None:
         size = {kind: big[f"mobilenet_v2_1.0_224_{kind}"].stat().st_size for kind in ("float32", "int8")}
         latency = {kind: bench(big[f"mobilenet_v2_1.0_224_{kind}"], threads=1, runs=50,
                                min_time=1.0 if args.quick else 3.0).stats.median_ms for kind in ("float32", "int8")}
+    cpu = cpu_info()
     recoveries = [r["qat_recovery"] for r in runs.values() if r["qat_recovery"] is not None]
     print(json.dumps({
         "benchmark": "compression", "quick": args.quick, "epochs": epochs,
         "int8_size_ratio": round(size["int8"] / size["float32"], 3),
         "latency_ratio_224": round(latency["int8"] / latency["float32"], 3),
+        # the <= 0.8 latency target holds only where the CPU has int8 dot-product instructions
+        "cpu_int8_dot_product": cpu.int8_dot_product, "cpu_features": cpu.feature_list(),
         "pruned_gzip_ratio": max(r["pruned_gzip_ratio"] for r in runs.values()),
         "int8_drop_points": max(r["int8_drop_points"] for r in runs.values()),
         "int8_agreement": min(r["int8_agreement"] for r in runs.values()),

@@ -6,7 +6,7 @@ augmentation (rotation 20 degrees, shifts 0.2, zoom 0.2, horizontal flip):
 
 - edgeclf cold: first epoch, decoding every JPEG into the image cache (empty cache) and streaming it;
 - edgeclf warm: second epoch, streaming from the cache;
-- ImageDataGenerator.flow_from_directory configured as ../shared/seeds/002 writes it
+- ImageDataGenerator.flow_from_directory configured as the common MobileNetV2 tutorial writes it
   (preprocess_input, shear 0.2 degrees, fill 'nearest'), iterated for one epoch.
 
 edgeclf's augmentation also draws a contrast factor, which ImageDataGenerator does not: extra work on

@@ -2,14 +2,14 @@
 
 The folder: crops of ten photos and textures scikit-image ships (train/ and val/ from different crops).
 
-The recipe is ../shared/seeds/002 as written: ImageDataGenerator (preprocess_input, rotation 20,
+The recipe is the common MobileNetV2 tutorial's, as written (RECIPE below): ImageDataGenerator (preprocess_input, rotation 20,
 shifts 0.2, shear 0.2, zoom 0.2, horizontal flip, fill 'nearest') + flow_from_directory at 96x96,
 batch 32, Adam(1e-3), EarlyStopping(val_loss, patience 3, best weights restored), ReduceLROnPlateau
 (val_loss, x0.5, patience 2), ModelCheckpoint(best val_accuracy), model.fit for at most N epochs.
 Its MobileNetV2 is the seed's (GlobalAveragePooling, Dropout 0.3, Dense 128, Dropout 0.3, softmax)
 on MobileNetV2(alpha 0.35, weights=None), trained whole since there are no weights to freeze; its CNN
 is the tutorials' three Conv2D/MaxPooling blocks, Flatten, Dense 128, Dropout, softmax with
-rescale=1/255 (../shared/seeds/001).
+rescale=1/255 (the tutorials' small-CNN recipe).
 
 edgeclf runs `edgeclf build --data DIR --model M [--alpha 0.35 --size 96 --weights none] --epochs N`
 with its defaults otherwise, end to end (training, export to .tflite, evaluation, report). Each side

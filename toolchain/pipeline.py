@@ -40,7 +40,7 @@ class Augmentation:
         """The preset for --augment NAME; None for "none"."""
         presets = {
             "light": cls(flip, rotation=10.0, zoom=0.1, translation=0.1, contrast=0.1),
-            # the range the tutorials give ImageDataGenerator (../shared/seeds), plus contrast
+            # the range the TensorFlow tutorials give ImageDataGenerator, plus contrast
             "strong": cls(flip, rotation=20.0, zoom=0.2, translation=0.2, contrast=0.3),
         }
         if name not in (*presets, "none"):
