@@ -39,7 +39,8 @@ from edgeclf.toolchain import report as report_module
 from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
 from edgeclf.toolchain.data import Splits, load_splits
-from edgeclf.toolchain.models import ModelSpec, create_model, get_spec, input_size
+from edgeclf.toolchain.models import (ModelSpec, create_model, follow_steps_with_batchnorm, get_spec, input_size,
+                                      is_model_file, is_pretrained)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,11 @@ def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
     with ctx.scope():
         model = create_model(config.model, len(data.splits.classes), data.size)
     ctx.log(f"  {model.name}: {model.count_params():,} parameters, {_trainable(model):,} trainable")
+    if not is_pretrained(config.model) and not is_model_file(config.model.name):  # trained BatchNorm stays as it is
+        steps = int(np.ceil(len(data.splits.train.labels) / config.train.batch_size))
+        momentum = follow_steps_with_batchnorm(model, steps)
+        if momentum:
+            ctx.log(f"  BatchNorm momentum {momentum:.2f} for {steps} steps per epoch")
     return ModelResult(model)
 
 
@@ -164,7 +170,7 @@ def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str, best_so_far
 def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
     """Trains; a pretrained model trains in two stages: the new head on the frozen base, then the top
     layers unfrozen at a 20x smaller learning rate. Writes curves.png and the best checkpoint."""
-    from edgeclf.toolchain.models import is_pretrained, unfreeze_top
+    from edgeclf.toolchain.models import unfreeze_top
     from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit, has_backup, load_weights, save_weights
 
     data: DataResult = ctx.results["data"]

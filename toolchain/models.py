@@ -152,6 +152,22 @@ def unfreeze_top(model: Any, count: int) -> int:
     return unfrozen
 
 
+def follow_steps_with_batchnorm(model: Any, steps_per_epoch: int) -> float | None:
+    """Sets every BatchNormalization's momentum so its moving statistics follow training within about a
+    quarter of an epoch: 1 - 4 / steps, in [0.5, 0.99]. Returns the momentum (None: no BatchNorm).
+
+    Validation runs on the moving statistics. With a fixed momentum of 0.9 a 300-image folder (10 steps
+    an epoch) kept them an epoch or two behind the weights: cnn at 96 px reached 85% training accuracy
+    in its second epoch while validation sat at 13%; at momentum 0.5 validation read 81% (measured
+    here). Large folders keep a slow average (1,200 images: 0.89; 12,800 and up: 0.99).
+    """
+    momentum = min(0.99, max(0.5, 1.0 - 4.0 / max(1, steps_per_epoch)))
+    norms = [layer for layer in model.submodules if isinstance(layer, keras().layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = momentum
+    return momentum if norms else None
+
+
 def is_pretrained(config: Any) -> bool:
     """Whether the model starts from trained weights, so it trains in two stages (frozen base, then fine-tuning)."""
     return get_spec(config.name).fine_tune_layers > 0 and config.weights != "none"

@@ -264,3 +264,18 @@ def test_prune_for_xnnpack_prunes_only_1x1_convs_and_exports_them_sparse(tmp_pat
     note = xnnpack["platform_note"]
     assert ("disables sparse inference" in note) == (not xnnpack["sparse_inference_on_this_machine"])
     assert "XNNPACK sparse inference" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("steps, momentum", [(2, 0.5), (10, 0.6), (38, 1 - 4 / 38), (400, 0.99), (5000, 0.99)])
+def test_batchnorm_momentum_follows_the_steps_per_epoch(steps, momentum):
+    """A small folder's moving statistics must keep up with the weights, or validation sits at chance
+    for the first epochs; a large folder keeps the slow average."""
+    from edgeclf.toolchain._tf import keras
+    from edgeclf.toolchain.models import follow_steps_with_batchnorm
+
+    for name in ("cnn", "resnet_mini", "mobilenet_v2"):
+        model = create_model(ModelConfig(name=name, alpha=0.35, weights="none"), 3, 32)
+        assert follow_steps_with_batchnorm(model, steps) == pytest.approx(momentum)
+        norms = [layer for layer in model.submodules if isinstance(layer, keras().layers.BatchNormalization)]
+        assert norms and all(layer.momentum == pytest.approx(momentum) for layer in norms)
+    assert follow_steps_with_batchnorm(create_model(ModelConfig(name="tiny"), 3, 32), steps) is None  # no BatchNorm
