@@ -6,6 +6,7 @@ MEDIAPIPE_VENV ?= .venv-mediapipe
 TFLITE_VENV ?= .venv-tflite
 MEDIAPIPE ?= mediapipe==1.2.2
 BIN = $(VENV)/bin
+ARM_CACHE = $${EDGECLF_ARM_CACHE:-$$HOME/.cache/edgeclf/arm}
 PIP_FLAGS = -q --disable-pip-version-check
 
 .PHONY: install install-runtime install-mediapipe install-chromium install-tflite-runtime demo test test-runtime \
@@ -65,6 +66,7 @@ demo: install
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
 test: install install-runtime install-mediapipe install-chromium install-tflite-runtime
+	@mkdir -p $(ARM_CACHE) && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime
 	$(MAKE) --no-print-directory test-tflite-runtime

@@ -6,6 +6,7 @@
 #   armhf-bookworm  Raspberry Pi OS 32-bit (Debian 12, Python 3.11): apt's python3-numpy and python3-opencv,
 #                   a --system-site-packages venv, pip install tflite-runtime==2.14.0, pip install --no-deps .
 #
+# `run.sh --prepare` only builds missing roots (make test starts it in the background first).
 # Each root is built once with mmdebstrap under $EDGECLF_ARM_CACHE (default ~/.cache/edgeclf/arm), in a
 # folder named by a hash of its recipe: a changed recipe builds a new root and removes the old one. A
 # failed mirror download is retried. Emulated float math is software: timings here mean nothing and are
@@ -71,12 +72,15 @@ mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-# Prints the root folder of a target, building it first when its recipe has none yet.
+# Prints the root folder of a target, building it first when its recipe has none yet. One builder per
+# target at a time (flock): a root that `--prepare` is building in the background is waited for.
 ensure_root() {
   local target=$1 arch suite packages key root attempt
   read -r arch suite packages <<<"$(recipe "$target")"
   key=$(printf '%s\n' "$RECIPE_VERSION" "$arch" "$suite" "$packages" | sha256sum | cut -c1-12)
   root=$cache/$target-$key
+  exec {lock}>"$cache/.$target.lock"
+  flock "$lock"
   if [ ! -e "$root/.complete" ]; then
     for old in "$cache/$target"-*; do [ -e "$old" ] && rm -rf "$old"; done
     for attempt in 1 2 3; do
@@ -92,6 +96,7 @@ ensure_root() {
       sleep $((attempt * 15))
     done
   fi
+  flock -u "$lock"
   echo "$root"
 }
 
@@ -159,6 +164,11 @@ run_target() {
 
 check_host
 mkdir -p "$cache/sys-cpu"
+if [ "${1:-}" = --prepare ]; then  # make test builds missing roots while the x86 tests run
+  for target in $targets; do ensure_root "$target" >/dev/null & done
+  wait
+  exit 0
+fi
 for f in present possible online; do echo 0-3 > "$cache/sys-cpu/$f"; done
 # The x86 scores, rewritten when the code or models they come from change.
 reference=$cache/reference-$(cd "$repo" && git ls-files -z -co --exclude-standard runtime toolchain tests/arm \
