@@ -3,7 +3,7 @@
 int8 is faster than float32 only where the CPU has int8 dot-product instructions: x86 VNNI
 (AVX512-VNNI, AVX-VNNI) or ARM's dot product (asimddp, e.g. the Pi 5's Cortex-A76). Without them
 XNNPACK's int8 kernels widen to 16 bits and do no less work per multiply-add than float32, so on such
-a CPU int8 buys a 4x smaller file, not speed. Every latency figure we print says which case it is.
+a CPU int8 buys a smaller file, not speed. Every latency figure we print says which case it is.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class CpuInfo:
         return any(feature in self.features for feature in DOT_PRODUCT)
 
     def feature_list(self) -> str:
-        """'avx2 (no avx512_vnni, avx_vnni)': what it has and the dot-product features it lacks."""
+        """'avx2; no avx512_vnni, avx_vnni': what it has and the dot-product features it lacks."""
         relevant = ("avx2", "avx512_vnni", "avx_vnni") if self.is_x86 else ("asimd", "neon", "asimddp", "i8mm")
         have = [f for f in relevant if f in self.features]
         missing = [f for f in relevant if f not in self.features and f not in ("neon", "asimd", "i8mm")]

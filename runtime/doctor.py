@@ -23,14 +23,11 @@ PROBE_MODEL = Path(__file__).with_name("probe_int8.tflite")  # a 7 KB int8 digit
 # Run in a child: a broken interpreter crashes the child, not doctor, and its native stderr is ours to
 # read (the interpreter announces XNNPACK there once per process, on the first allocation).
 PROBE = """
-import sys, numpy as np
+import sys
+from pathlib import Path
 from edgeclf.runtime._backend import get_backend
-interpreter = get_backend().interpreter_class(model_path=sys.argv[1], num_threads=1)
-interpreter.allocate_tensors()
-detail = interpreter.get_input_details()[0]
-interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-interpreter.invoke()
-interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+from edgeclf.runtime.model import run_once
+run_once(get_backend(), Path(sys.argv[1]).read_bytes())
 """
 SYSTEM_SITE = ("/usr/lib/python3/dist-packages",)  # where Debian's python3-picamera2 installs
 
@@ -58,10 +55,9 @@ def _os_name() -> str:
 
 
 def platform_check(cpu: CpuInfo) -> Check:
-    kernel = os.uname().machine if hasattr(os, "uname") else cpu.machine
     value = f"{cpu.machine}, {cpu.bits}-bit, {_os_name()}"
-    if cpu.bits == 32 and kernel in ("aarch64", "arm64", "x86_64"):
-        value += f" (32-bit userland on a 64-bit {kernel} kernel)"
+    if cpu.bits == 32 and cpu.machine in ("aarch64", "armv8l", "arm64", "x86_64"):  # armv8l: a 64-bit ARM kernel
+        value += f" (32-bit userland on a 64-bit {cpu.machine} kernel)"
     return Check("platform", value)
 
 

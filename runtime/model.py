@@ -26,6 +26,18 @@ BATCH_SIZE = 32
 UNVERIFIED_BACKENDS = frozenset({"tflite_runtime"})
 
 
+def run_once(backend, content: bytes) -> None:
+    """Loads a model and runs it once on a zero input, reading every output: a test load (names and
+    quantization are read too, where damaged files have crashed interpreters)."""
+    interpreter = backend.interpreter_class(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    for output in interpreter.get_output_details():
+        interpreter.get_tensor(output["index"])
+
+
 def _probe(path: Path, content: bytes, backend) -> None:
     """Loads and runs the model once in a forked child first, so a native crash kills the child, not us.
 
@@ -39,13 +51,7 @@ def _probe(path: Path, content: bytes, backend) -> None:
         code = 1
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the parent reports; the child's native chatter goes nowhere
-            interpreter = backend.interpreter_class(model_content=content, num_threads=1)
-            interpreter.allocate_tensors()
-            detail = interpreter.get_input_details()[0]
-            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-            interpreter.invoke()
-            for output in interpreter.get_output_details():  # reads names and quantization: crashes seen here
-                interpreter.get_tensor(output["index"])
+            run_once(backend, content)
             code = 0
         finally:
             os._exit(code)
