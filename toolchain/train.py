@@ -102,8 +102,6 @@ class FitOptions:
     patience: int = 6
     tensorboard: Path | None = None  # TensorBoard log folder
     backup: Path | None = None  # resume point folder: an interrupted fit resumes after its last finished epoch
-    best: Path | None = None  # the best model on validation accuracy is saved here (.keras)
-    best_so_far: float | None = None  # validation accuracy the best checkpoint must beat (stage 2)
 
 
 def epoch_logger(log: Log, label: str, epochs: int) -> Any:
@@ -172,8 +170,11 @@ def _loss(label_smoothing: float) -> Any:
 
 
 def compile_model(model: Any, learning_rate: float, label_smoothing: float = 0.0) -> None:
+    """Adam, the fused (legacy) implementation: one ResourceApplyAdam kernel per weight instead of the new
+    optimizer's graph of small ops. On MobileNetV2 0.35 at 96 px its first epoch (tracing) took 5.7 s
+    instead of 11.5 s and later epochs of 1,200 images 3.6 s instead of 4.2 s (measured here)."""
     k = keras()
-    model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=_loss(label_smoothing),
+    model.compile(optimizer=k.optimizers.legacy.Adam(learning_rate), loss=_loss(label_smoothing),
                   metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
@@ -202,7 +203,7 @@ def fit(model: Any, train: Any, val: Any, epochs: int, learning_rate: float, log
         if has_backup(options.backup):
             state = json.loads((options.backup / RESUME_STATE).read_text(encoding="utf-8"))
             load_weights(model, options.backup / RESUME_WEIGHTS)
-            model.optimizer.learning_rate.assign(state["learning_rate"])
+            keras().backend.set_value(model.optimizer.learning_rate, state["learning_rate"])
             initial_epoch = min(int(state["epoch"]), epochs)
         all_callbacks.append(resume_point(options.backup))
     if early_stopping:
@@ -214,10 +215,6 @@ def fit(model: Any, train: Any, val: Any, epochs: int, learning_rate: float, log
             all_callbacks.append(k.callbacks.LearningRateScheduler(_schedule(options.schedule, learning_rate, epochs)))
     else:
         all_callbacks.append(k.callbacks.LearningRateScheduler(_schedule("cosine", learning_rate, epochs)))
-    if options.best is not None:
-        options.best.parent.mkdir(parents=True, exist_ok=True)
-        all_callbacks.append(k.callbacks.ModelCheckpoint(str(options.best), monitor="val_accuracy", save_best_only=True,
-                                                         initial_value_threshold=options.best_so_far))
     if options.tensorboard is not None:
         all_callbacks.append(k.callbacks.TensorBoard(log_dir=str(options.tensorboard / label.replace(" ", "_"))))
     history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
