@@ -82,6 +82,7 @@ class ModelResult:
 class TrainResult:
     model: Any
     history: dict
+    notes: dict = field(default_factory=dict)  # how each stage was trained, for the report
 
 
 @dataclass
@@ -157,21 +158,20 @@ def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
     return train, make_dataset(splits.val, splits.val.labels, batch, False, config.seed)
 
 
-def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str, best_so_far: float | None = None) -> Any:
+def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str) -> Any:
     from edgeclf.toolchain.train import FitOptions
 
     train = config.train
     return FitOptions(schedule=train.schedule, label_smoothing=train.label_smoothing, patience=train.patience,
                       tensorboard=Path(train.tensorboard) / ctx.started if train.tensorboard else None,
-                      backup=ctx.resume_dir / stage if ctx.resume_dir and train.strategy != "multiworker" else None,
-                      best=ctx.run_dir / "checkpoints" / "best.keras", best_so_far=best_so_far)
+                      backup=ctx.resume_dir / stage if ctx.resume_dir and train.strategy != "multiworker" else None)
 
 
 def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
-    """Trains; a pretrained model trains in two stages: the new head on the frozen base, then the top
-    layers unfrozen at a 20x smaller learning rate. Writes curves.png and the best checkpoint."""
-    from edgeclf.toolchain.models import unfreeze_top
-    from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit, has_backup, load_weights, save_weights
+    """Trains; a pretrained model trains in two stages: the new head on the frozen base's features, then
+    the top layers unfrozen at a 20x smaller learning rate. Writes curves.png and checkpoints/best.keras
+    (the trained model: every fit ends on its best validation epoch)."""
+    from edgeclf.toolchain.train import has_backup, load_weights, save_weights
 
     data: DataResult = ctx.results["data"]
     model = ctx.results["model"].model
@@ -182,30 +182,59 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
         ctx.log(f"  resumed: training had finished ({len(history.get('loss', []))} epochs); weights loaded from {done}")
         _write_curves(ctx.run_dir, history)
         return TrainResult(model, history)
-    train, val = _datasets(config, data.splits)
-    learning_rate = _learning_rate(config, data.spec)
-    two_stage = is_pretrained(config.model) and config.train.fine_tune_epochs > 0
+    if has_backup(ctx.resume_dir / "train-1" if ctx.resume_dir else None):
+        ctx.log("  resuming from the last checkpoint of the interrupted run")
     with ctx.scope():
-        options = _fit_options(config, ctx, "train-1")
-        if has_backup(options.backup):
-            ctx.log("  resuming from the last checkpoint of the interrupted run")
-        history = fit(model, train, val, config.train.epochs, learning_rate, ctx.log,
-                      label="stage 1 (frozen base)" if two_stage else "train", options=options)
-        if two_stage:
-            history = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR, history,
-                                 unfreeze_top, fit)
+        history, notes = (_train_pretrained(config, ctx, model) if is_pretrained(config.model)
+                          else (_train_whole(config, ctx, model), {}))
     if done is not None and config.train.strategy != "multiworker":
         # The history first: --resume takes trained.npz as the sign that training finished, so a build
         # killed between the two writes must not leave the weights without their history.
         write_atomically(ctx.resume_dir / "trained.json", json.dumps(history).encode("utf-8"))
         save_weights(model, done)
+    (ctx.run_dir / "checkpoints").mkdir(exist_ok=True)
+    model.save(ctx.run_dir / "checkpoints" / "best.keras")
     _write_curves(ctx.run_dir, history)
-    return TrainResult(model, history)
+    return TrainResult(model, history, notes)
+
+
+def _train_whole(config: BuildConfig, ctx: BuildContext, model: Any) -> dict:
+    from edgeclf.toolchain.train import fit
+
+    train, val = _datasets(config, ctx.results["data"].splits)
+    return fit(model, train, val, config.train.epochs, _learning_rate(config, ctx.results["data"].spec), ctx.log,
+               options=_fit_options(config, ctx, "train-1"))
+
+
+def _train_pretrained(config: BuildConfig, ctx: BuildContext, model: Any) -> tuple[dict, dict]:
+    """Stage 1 trains the head on the frozen base's features (toolchain/frozen.py), stage 2 fine-tunes."""
+    from edgeclf.toolchain.frozen import frozen_features
+    from edgeclf.toolchain.pipeline import Augmentation, class_weights
+    from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit
+
+    splits, batch, data = ctx.results["data"].splits, config.train.batch_size, config.data
+    weights = class_weights(splits.train.labels, len(splits.classes)) if data.class_weight == "auto" else None
+    frozen = frozen_features(model, splits.train, splits.val, batch, config.seed,
+                             Augmentation.level(data.augment, data.flip), weights)
+    ctx.log(f"  stage 1: {frozen.describe()}")
+    learning_rate = _learning_rate(config, ctx.results["data"].spec)
+    history = fit(frozen.head, frozen.train, frozen.val, config.train.epochs, learning_rate, ctx.log,
+                  label="stage 1 (frozen base)", options=_fit_options(config, ctx, "train-1"))
+    history["frozen_features_seconds"] = [round(frozen.seconds, 3)]
+    notes = {"stage1": frozen.describe(), "stage1_mode": frozen.mode}
+    if config.train.fine_tune_epochs > 0:
+        train, val = _datasets(config, splits)
+        history = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR, history)
+        notes["stage2"] = f"top {int(history['unfrozen_layers'][0])} base layers unfrozen (BatchNorm kept frozen)"
+    return history, notes
 
 
 def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, val: Any, learning_rate: float,
-               history: dict, unfreeze_top: Callable, fit: Callable) -> dict:
+               history: dict) -> dict:
     """Stage 2; keeps stage 1's weights when fine-tuning never beats them on validation accuracy."""
+    from edgeclf.toolchain.models import unfreeze_top
+    from edgeclf.toolchain.train import fit
+
     spec: ModelSpec = ctx.results["data"].spec
     layers = config.train.fine_tune_layers if config.train.fine_tune_layers is not None else spec.fine_tune_layers
     best_stage1 = max(history.get("val_accuracy", [0.0]))
@@ -214,7 +243,7 @@ def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, v
     ctx.log(f"  stage 2: {unfrozen} of the top {layers} base layers unfrozen (BatchNorm kept frozen), "
             f"{_trainable(model):,} trainable weights, learning rate {learning_rate:g}")
     fine = fit(model, train, val, config.train.fine_tune_epochs, learning_rate, ctx.log, label="stage 2 (fine-tune)",
-               options=_fit_options(config, ctx, "train-2", best_so_far=best_stage1))
+               options=_fit_options(config, ctx, "train-2"))
     if max(fine.get("val_accuracy", [0.0])) < best_stage1:
         model.set_weights(stage1_weights)
         ctx.log(f"  stage 2 never beat stage 1's validation accuracy {best_stage1:.4f}: keeping stage 1's weights")
@@ -471,6 +500,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
         "quantization_error": {"measure": "RMS error per op output in quantization steps (0.29 = rounding only)",
                                "worst_layers": quantize.layer_errors},
+        "training": ctx.results["train"].notes,
         "history": {"train": ctx.results["train"].history, "prune": prune.history,
                     "qat": ctx.results.get("qat_history", {})},
         "stages": dict(ctx.seconds),

@@ -103,6 +103,9 @@ def markdown(report: dict) -> str:
                   f"pixel range {calibration['pixel_range']}; per class: "
                   + ", ".join(f"{k}: {v}" for k, v in calibration["per_class"].items()) + "."]
         lines += [f"- warning: {w}" for w in calibration.get("warnings", [])]
+    training = report.get("training") or {}
+    if training:
+        lines += ["", "## Training", ""] + [f"- {key.replace('_', ' ')}: {value}" for key, value in training.items()]
     lines += ["", "## Stages (seconds)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in report["stages"].items()]
     return "\n".join(lines) + "\n"

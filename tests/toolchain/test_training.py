@@ -62,18 +62,32 @@ def test_two_stage_fine_tuning_freezes_then_unfreezes_the_top_layers(mobilenet_w
     assert all(not layer.trainable for layer in base_layers(model)[:-20])
 
 
-def test_pretrained_build_runs_two_stages_with_a_smaller_learning_rate(tmp_path, mobilenet_weights):
+def test_the_head_on_the_frozen_base_features_computes_what_the_whole_model_does(mobilenet_weights):
+    from edgeclf.toolchain.frozen import split_head
+
+    model = create_model(ModelConfig(name="mobilenet_v2", alpha=0.35, weights=str(mobilenet_weights)), 5, 32)
+    extractor, head = split_head(model)
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(head(extractor(pixels)).numpy(), model(pixels).numpy(), atol=1e-6)
+    assert {id(w) for w in head.trainable_weights} == {id(w) for w in model.trainable_weights}  # the model's own head
+
+
+@pytest.mark.parametrize("augment, mode", [("none", "once"), ("light", "per epoch")])
+def test_pretrained_build_runs_two_stages_with_a_smaller_learning_rate(tmp_path, mobilenet_weights, augment, mode):
     from edgeclf.toolchain.build import build
 
     config = BuildConfig().override({
-        "data.source": str(_folder(tmp_path / "data")), "model.name": "mobilenet_v2", "model.alpha": 0.35,
-        "model.size": 32, "model.weights": str(mobilenet_weights), "train.epochs": 1, "train.fine_tune_epochs": 1,
-        "train.fine_tune_layers": 10, "train.batch_size": 8, "export.out": str(tmp_path / "runs")})
+        "data.source": str(_folder(tmp_path / "data")), "data.augment": augment, "model.name": "mobilenet_v2",
+        "model.alpha": 0.35, "model.size": 32, "model.weights": str(mobilenet_weights), "train.epochs": 1,
+        "train.fine_tune_epochs": 1, "train.fine_tune_layers": 10, "train.batch_size": 8,
+        "export.out": str(tmp_path / "runs")})
     lines = []
     run = build(config, log=lines.append)
-    history = json.loads((run / "report.json").read_text())["history"]["train"]
+    report = json.loads((run / "report.json").read_text())
+    history = report["history"]["train"]
     assert history["fine_tune_start"] == [1.0] and len(history["loss"]) == 2
     assert history["lr"][1] == pytest.approx(history["lr"][0] / 20)
+    assert report["training"]["stage1_mode"] == mode and report["training"]["stage1"] in (run / "report.md").read_text()
     assert any("stage 2:" in line and "BatchNorm kept frozen" in line for line in lines)
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG" and (run / "checkpoints" / "best.keras").is_file()
     assert not (tmp_path / "runs" / ".resume").exists()  # a finished build leaves nothing to resume
