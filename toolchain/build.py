@@ -180,8 +180,7 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
         load_weights(model, done)
         history = json.loads((ctx.resume_dir / "trained.json").read_text())
         ctx.log(f"  resumed: training had finished ({len(history.get('loss', []))} epochs); weights loaded from {done}")
-        _write_curves(ctx.run_dir, history)
-        return TrainResult(model, history)
+        return _trained(ctx, model, history, {})
     if has_backup(ctx.resume_dir / "train-1" if ctx.resume_dir else None):
         ctx.log("  resuming from the last checkpoint of the interrupted run")
     with ctx.scope():
@@ -192,6 +191,11 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
         # killed between the two writes must not leave the weights without their history.
         write_atomically(ctx.resume_dir / "trained.json", json.dumps(history).encode("utf-8"))
         save_weights(model, done)
+    return _trained(ctx, model, history, notes)
+
+
+def _trained(ctx: BuildContext, model: Any, history: dict, notes: dict) -> TrainResult:
+    """Writes checkpoints/best.keras (every fit ends on its best validation epoch) and curves.png."""
     (ctx.run_dir / "checkpoints").mkdir(exist_ok=True)
     model.save(ctx.run_dir / "checkpoints" / "best.keras")
     _write_curves(ctx.run_dir, history)
@@ -387,7 +391,7 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     final = ctx.results["prune"].model
     run_dir = ctx.run_dir
     (run_dir / "keras").mkdir()
-    ctx.results["train"].model.save(run_dir / "keras" / "model.keras")
+    shutil.copyfile(run_dir / "checkpoints" / "best.keras", run_dir / "keras" / "model.keras")  # the trained model
     if config.prune.target > 0:
         final.save(run_dir / "keras" / "pruned.keras")
     (run_dir / "labels.txt").write_text("\n".join(data.splits.classes) + "\n", encoding="utf-8")
