@@ -44,11 +44,12 @@ def main() -> int:
             figures = None
         if figures is None:
             failed += 1
-            sections.append(f"## {script.name}\n\nFAILED (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```\n")
+            sections.append(f"## {script.name}{' --quick' if args.quick else ''}\n\nFAILED (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```\n")
             continue
         rows = "\n".join(f"| {key} | {_cell(value)} |" for key, value in figures.items())
         stamp = f"Measured: {_now()} on {_machine()}\n\n" if args.only else ""
-        sections.append(f"## {script.name}\n\n{stamp}Command: `python {' '.join(command[1:])}`\n\n"
+        title = f"{script.name} --quick" if args.quick else script.name  # a quick run keeps the full run's section
+        sections.append(f"## {title}\n\n{stamp}Command: `python {' '.join(command[1:])}`\n\n"
                         f"| figure | value |\n|---|---|\n{rows}\n")
     if args.only:
         _replace_sections(HERE / "RESULTS.md", sections)
