@@ -86,106 +86,39 @@ def cli() -> None:
     """edgeclf: train, prune and quantize image classifiers to .tflite, then run and benchmark them."""
 
 
-def _learning_rates() -> str:
-    from edgeclf.toolchain.models import learning_rates
+def _setting_option(setting: Any) -> Callable:
+    """The click option for one BuildConfig setting (toolchain/config.py `setting()`): flag, help, choices, default."""
+    meta, default = setting.field.metadata, setting.field.default
+    name = setting.key.replace(".", "__")  # the parameter name build() receives
+    shown = meta["show_default"]
+    kwargs: dict[str, Any] = {"default": default, "help": meta["help"] or None, "metavar": meta["metavar"],
+                              "show_default": shown() if callable(shown) else (shown or True)}
+    decls = [setting.flag]
+    if setting.type is bool:
+        decls = [f"{setting.flag}/--no-{setting.flag[2:]}"] if default else decls
+        kwargs["is_flag"] = not default
+    elif meta["choices"]:
+        kwargs["type"] = click.Choice(list(meta["choices"]))
+    elif meta["folder"]:
+        kwargs["type"] = click.Path(file_okay=False)
+    elif setting.type in (int, float, str):
+        kwargs["type"] = setting.type
+    else:  # tuple[str, ...]: a repeatable option
+        kwargs["multiple"] = True
+    return click.option(*decls, name, **kwargs)
 
-    return learning_rates()
 
+def settings_options(command: Callable) -> Callable:
+    """One option per BuildConfig setting, in the order the config declares them."""
+    from edgeclf.toolchain.config import settings
 
-def _build_defaults() -> Any:
-    from edgeclf.toolchain.config import BuildConfig
-
-    return BuildConfig()
-
-
-_DEFAULTS = _build_defaults()
-
-# flag name -> the BuildConfig key it sets; a flag overrides --config only when given.
-_BUILD_FLAGS = {
-    "data": "data.source", "val_split": "data.val_split", "augment": "data.augment", "flip": "data.flip",
-    "class_weight": "data.class_weight", "model": "model.name", "size": "model.size",
-    "alpha": "model.alpha", "weights": "model.weights", "epochs": "train.epochs",
-    "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "seed": "seed",
-    "fine_tune_epochs": "train.fine_tune_epochs", "fine_tune_layers": "train.fine_tune_layers",
-    "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "patience": "train.patience",
-    "tensorboard": "train.tensorboard", "resume": "train.resume", "mixed_precision": "train.mixed_precision",
-    "strategy": "train.strategy",
-    "prune": "prune.sparsity", "prune_epochs": "prune.epochs",
-    "prune_structure": "prune.structure", "prune_skip": "prune.skip", "prune_for": "prune.for_backend", "int8": "quantize.int8",
-    "calib_size": "quantize.calib_size", "calib_data": "quantize.calib_data", "io": "quantize.io", "per_tensor": "quantize.per_tensor",
-    "float16": "quantize.float16", "dynamic": "quantize.dynamic", "max_drop": "quantize.max_drop", "keep_float": "quantize.keep_float",
-    "qat": "quantize.qat", "qat_epochs": "quantize.qat_epochs",
-    "out": "export.out",
-}
+    for setting in reversed(settings()):
+        command = _setting_option(setting)(command)
+    return command
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--data", default=_DEFAULTS.data.source,
-              help="Image folder (root/<class>/*.jpg, or with train/, val/ [, test/] subfolders) or a built-in: "
-                   "digits (offline), mnist, fashion_mnist, cifar10 (downloaded by Keras once).")
-@click.option("--val-split", type=float, default=_DEFAULTS.data.val_split,
-              help="Validation share when the folder has no val/ subfolder (stratified, seeded).")
-@click.option("--augment", type=click.Choice(["none", "light", "strong"]), default=_DEFAULTS.data.augment,
-              help="Training-batch augmentation: flip, rotation, zoom, translation, contrast (light: 10 degrees, "
-                   "10%; strong: 20 degrees, 20%).")
-@click.option("--flip/--no-flip", default=_DEFAULTS.data.flip,
-              help="Horizontal flips in augmentation; --no-flip for text, digits or left/right classes.")
-@click.option("--class-weight", type=click.Choice(["none", "auto"]), default=_DEFAULTS.data.class_weight,
-              help="auto: weight the loss by inverse class frequency (unbalanced folders).")
-@click.option("--model", default=_DEFAULTS.model.name,
-              help="Model: cnn, resnet_mini, mobilenet_v2, tiny, or a tf_keras .keras/.h5 file whose input is an image.")
-@click.option("--size", type=int, default=None, show_default="per model: cnn 32, mobilenet_v2 96",
-              help="Input side in pixels.")
-@click.option("--alpha", type=float, default=_DEFAULTS.model.alpha, help="mobilenet_v2 width multiplier.")
-@click.option("--weights", default=_DEFAULTS.model.weights, help="mobilenet_v2 weights: imagenet, none or PATH.")
-@click.option("--epochs", type=int, default=_DEFAULTS.train.epochs, help="Maximum training epochs (early stopping).")
-@click.option("--batch-size", type=int, default=_DEFAULTS.train.batch_size)
-@click.option("--learning-rate", type=float, default=None, show_default=f"per model: {_learning_rates()}",
-              help="Adam learning rate (stage 1 with pretrained weights; stage 2 uses 1/20 of it).")
-@click.option("--fine-tune-epochs", type=int, default=_DEFAULTS.train.fine_tune_epochs,
-              help="Pretrained weights only: stage 2 epochs with the top base layers unfrozen (0: head only).")
-@click.option("--fine-tune-layers", type=int, default=None, show_default="per model: mobilenet_v2 54",
-              help="Pretrained weights only: base layers unfrozen in stage 2 (BatchNorm stays frozen).")
-@click.option("--schedule", type=click.Choice(["plateau", "cosine", "step"]), default=_DEFAULTS.train.schedule,
-              help="Learning rate: x0.3 on a val_loss plateau, cosine decay, or x0.1 at 50% and 75% of the epochs.")
-@click.option("--label-smoothing", type=float, default=_DEFAULTS.train.label_smoothing)
-@click.option("--patience", type=int, default=_DEFAULTS.train.patience,
-              help="Early stopping: epochs without a better validation accuracy (best weights are restored).")
-@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, help="Also write TensorBoard logs here.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted build of the same config from its last checkpoint.")
-@click.option("--mixed-precision", is_flag=True, help="float16 compute on a GPU (refused on a CPU, where it is slower).")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=_DEFAULTS.train.strategy,
-              help="tf.distribute: mirrored over local GPUs, multiworker over the hosts in TF_CONFIG.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, help="Seed for split, training and calibration.")
-@click.option("--prune", type=float, default=_DEFAULTS.prune.sparsity,
-              help="Target weight sparsity in [0, 0.95); 0 disables pruning.")
-@click.option("--prune-epochs", type=int, default=_DEFAULTS.prune.epochs, help="Fine-tuning epochs while pruning.")
-@click.option("--prune-structure", default=_DEFAULTS.prune.structure,
-              help="unstructured, or M:N (e.g. 2:4: two zeros in every four weights along the input channels).")
-@click.option("--prune-for", type=click.Choice(["any", "xnnpack"]), default="any",
-              help="xnnpack: prune only 1x1 convs (to --prune, default 0.75, at least 2/3) and also export "
-                   "model_float32_sparse.tflite for XNNPACK's sparse inference (ARM; off on x86 with AVX).")
-@click.option("--prune-skip", multiple=True, metavar="PATTERN",
-              help="Keep layers matching this name pattern dense (repeatable; the first conv and classifier always are).")
-@click.option("--int8", is_flag=True, default=_DEFAULTS.quantize.int8,
-              help="Also export a full-integer model (uint8 pixels in, scale 1, zero point 0).")
-@click.option("--calib-size", type=int, default=_DEFAULTS.quantize.calib_size,
-              help="Representative images for int8 calibration (class-stratified).")
-@click.option("--calib-data", default=None, help="Calibrate on this image folder instead of the training split.")
-@click.option("--io", type=str, default=_DEFAULTS.quantize.io,
-              help="Input/output type of the int8 model: uint8 (raw pixels, scale 1), int8 or float32.")
-@click.option("--per-tensor", is_flag=True, help="One quantization scale per tensor instead of per channel.")
-@click.option("--float16", is_flag=True, help="Also export float16 weights (model_float16.tflite).")
-@click.option("--dynamic", is_flag=True, help="Also export dynamic-range int8 weights (model_dynamic.tflite).")
-@click.option("--qat", is_flag=True, help="Also quantization-aware fine-tuning -> model_int8_qat.tflite "
-              "(keeps the pruned zeros with --prune).")
-@click.option("--qat-epochs", type=int, default=_DEFAULTS.quantize.qat_epochs, help="QAT fine-tuning epochs.")
-@click.option("--keep-float", multiple=True, metavar="LAYER",
-              help="Also export model_int8_mixed.tflite with this Keras layer left in float (repeatable; not full integer).")
-@click.option("--max-drop", type=float, default=None,
-              help="Fail (exit 1, run kept as <name>-failed) when an int8 variant's top-1 is more than this many "
-                   "points below float32.")
-@click.option("--out", default=_DEFAULTS.export.out, help="Runs folder; each build writes one run inside.")
+@settings_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML build config; flags given on the command line override it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -199,9 +132,11 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
     filter_process_stderr()  # before TensorFlow loads: its C++ logs ignore every log-level setting
     from edgeclf.toolchain.config import BuildConfig
 
+    from edgeclf.toolchain.config import settings
+
     config = BuildConfig.from_yaml(config_file) if config_file else BuildConfig()
-    given = {key: flags[name] for name, key in _BUILD_FLAGS.items()
-             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    given = {s.key: flags[s.key.replace(".", "__")] for s in settings()  # a flag overrides --config only when given
+             if ctx.get_parameter_source(s.key.replace(".", "__")) != click.core.ParameterSource.DEFAULT}
     config = config.override(given)
 
     from edgeclf.toolchain.build import DiskFull, QualityGateFailed

@@ -303,33 +303,27 @@ def _xnnpack_platform() -> dict:
 
 
 def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
-    """Converts every variant besides float32 (the export table decides which need calibration)."""
-    from edgeclf.toolchain.export import CONVERTERS, VARIANTS, layer_errors
+    """Converts every selected variant besides the float32 reference (export's); the rows say what each needs."""
+    from edgeclf.toolchain.export import REFERENCE, Calibrated, layer_errors, selected_variants
 
-    quantize = config.quantize
-    model = ctx.results["prune"].model
-    calibration, images, contents = None, None, {}
-    for name in quantize.variants() + (("float32_sparse",) if config.prune.for_backend == "xnnpack" else ()):
-        if VARIANTS[name].needs_calibration:
-            if calibration is None:
-                calibration, images = _representative_set(config, ctx.results["data"])
-                ctx.log(f"  calibrating on {len(calibration.indices)} images from {calibration.source} "
-                        f"(pixel range {calibration.pixel_min}-{calibration.pixel_max})")
-                for warning in calibration.warnings:
-                    ctx.log(f"  warning: {warning}")
-            options = {"io": quantize.io, "per_channel": not quantize.per_tensor}
-            source = model
-            if name == "int8_mixed":
-                options["keep_float"] = quantize.keep_float
-            if name == "int8_qat":
-                source = _quantization_aware(config, ctx, model)
-            contents[name] = CONVERTERS[name](source, images, **options)
-        else:
-            contents[name] = CONVERTERS[name](model)
+    quantize, model = config.quantize, ctx.results["prune"].model
+    calibration, calibrated, contents = None, None, {}
+    for variant in selected_variants(config):
+        if variant is REFERENCE:
+            continue
+        if variant.needs_calibration and calibrated is None:
+            calibration, images = _representative_set(config, ctx.results["data"])
+            ctx.log(f"  calibrating on {len(calibration.indices)} images from {calibration.source} "
+                    f"(pixel range {calibration.pixel_min}-{calibration.pixel_max})")
+            for warning in calibration.warnings:
+                ctx.log(f"  warning: {warning}")
+            calibrated = Calibrated(images, quantize.io, not quantize.per_tensor, quantize.keep_float)
+        source = _quantization_aware(config, ctx, model) if variant.quantization_aware else model
+        contents[variant.name] = variant.convert(source, calibrated if variant.needs_calibration else None)
     errors = []
-    if "int8" in contents and images is not None:
+    if quantize.int8 and calibrated is not None:
         val = ctx.results["data"].splits.val
-        errors = layer_errors(model, images, val[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
+        errors = layer_errors(model, calibrated.images, val[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
         worst = errors[0] if errors else None
         if worst:
             ctx.log(f"  largest quantization error: {worst['tensor']} ({worst['rmse_per_step']:.2f} steps RMS)")
@@ -363,17 +357,18 @@ def _representative_set(config: BuildConfig, data: DataResult) -> tuple[Calibrat
     return dataclasses.replace(calibration, warnings=tuple(warnings)), images
 
 
-def _with_metadata(content: bytes, variant: str, config: BuildConfig, data: DataResult) -> bytes:
-    """Packs TFLite Metadata (labels, RGB 0-255 input, mean 0 / std 1) into an artifact."""
+def _with_metadata(content: bytes, name: str, config: BuildConfig, data: DataResult) -> bytes:
+    """Packs TFLite Metadata (labels, RGB 0-255 input, mean 0 / std 1) into artifact `name`."""
     from edgeclf import __version__
+    from edgeclf.toolchain.export import variant
 
     io_text = {"uint8": "uint8 pixels, scale 1, zero point 0", "int8": "int8 values (see the input quantization)",
-               "float32": "float32 pixels"}[config.quantize.io] if variant in ("int8", "int8_qat") else "float32 pixels"
+               "float32": "float32 pixels"}[config.quantize.io] if variant(name).takes_io else "float32 pixels"
     description = (f"{config.model.name} image classifier ({len(data.splits.classes)} classes) built by edgeclf "
                    f"{__version__}. Input: RGB pixels 0-255 as {io_text}, resized to {data.size}x{data.size}; "
                    "the model normalizes them itself. Output: class probabilities.")
     return tflite_metadata.write(content, tflite_metadata.ModelMetadata(
-        name=f"edgeclf {config.model.name} {data.size}px {variant}", labels=tuple(data.splits.classes),
+        name=f"edgeclf {config.model.name} {data.size}px {name}", labels=tuple(data.splits.classes),
         description=description, version=config.export.version, author=config.export.author,
         license=config.export.license))
 
@@ -385,7 +380,7 @@ def _write_artifact(path: Path, content: bytes, ctx: BuildContext, started: floa
 
 
 def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
-    from edgeclf.toolchain.export import convert_float32
+    from edgeclf.toolchain.export import REFERENCE
 
     data: DataResult = ctx.results["data"]
     final = ctx.results["prune"].model
@@ -397,12 +392,13 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     (run_dir / "labels.txt").write_text("\n".join(data.splits.classes) + "\n", encoding="utf-8")
     artifacts = {}
     started = time.perf_counter()
-    artifacts["float32"] = run_dir / "model_float32.tflite"
-    _write_artifact(artifacts["float32"], _with_metadata(convert_float32(final), "float32", config, data), ctx, started)
+    artifacts[REFERENCE.name] = run_dir / f"model_{REFERENCE.name}.tflite"
+    _write_artifact(artifacts[REFERENCE.name], _with_metadata(REFERENCE.convert(final, None), REFERENCE.name, config, data),
+                    ctx, started)
     for name, content in ctx.results["quantize"].contents.items():
         artifacts[name] = run_dir / f"model_{name}.tflite"
         _write_artifact(artifacts[name], _with_metadata(content, name, config, data), ctx, time.perf_counter())
-    dense = (_with_metadata(convert_float32(ctx.results["train"].model), "float32", config, data)
+    dense = (_with_metadata(REFERENCE.convert(ctx.results["train"].model, None), REFERENCE.name, config, data)
              if config.prune.target > 0 else None)
     return ExportResult(artifacts, dense)
 
@@ -522,9 +518,6 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     return report
 
 
-GATED_VARIANTS = ("int8", "dynamic", "int8_mixed", "int8_qat")  # the variants with int8 weights, which --max-drop holds to account
-
-
 class QualityGateFailed(RuntimeError):
     """The build finished but an int8 variant lost more accuracy than --max-drop allows."""
 
@@ -535,9 +528,11 @@ class QualityGateFailed(RuntimeError):
 
 def quality_gate(config: BuildConfig, artifacts: dict[str, dict]) -> dict:
     """Top-1 drop of each int8-weight variant against float32, and whether --max-drop holds."""
+    from edgeclf.toolchain.export import VARIANTS
+
     reference = artifacts["float32"]["accuracy"]
-    drops = {name: round(100 * (reference - artifacts[name]["accuracy"]), 4)
-             for name in GATED_VARIANTS if name in artifacts}
+    drops = {v.name: round(100 * (reference - artifacts[v.name]["accuracy"]), 4)
+             for v in VARIANTS if v.int8_weights and v.name in artifacts}
     limit = config.quantize.max_drop
     failed = {name: drop for name, drop in drops.items() if limit is not None and drop > limit}
     return {"max_drop": limit, "drop_points": drops, "passed": not failed,

@@ -1,5 +1,9 @@
 """BuildConfig: the frozen, validated description of one build, filled from a YAML file and flags.
 
+Each setting is declared once, as a field made by `setting()`: its default, its `edgeclf build` flag,
+help text and choices live there, and the CLI generates its options (and which flag sets which key)
+from these fields. Adding a setting is adding a field.
+
 Derived values (the model's default input size, dataset counts...) live in stage results,
 never in the config.
 """
@@ -11,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -25,6 +29,34 @@ XNNPACK_MIN_SPARSITY = 2 / 3  # XNNPACK runs a 1x1 conv sparse only from this sh
 XNNPACK_DEFAULT_SPARSITY = 0.75
 
 
+def setting(default: Any, help: str = "", *, flag: str | None = None, choices: tuple[str, ...] | None = None,
+            metavar: str | None = None, show_default: str | Callable[[], str] | None = None,
+            folder: bool = False) -> Any:
+    """A config field that is also an `edgeclf build` option.
+
+    Args:
+        flag: the option's name when it is not --<field-name> (e.g. --data for data.source).
+        choices: the valid values; the option offers exactly these.
+        show_default: what --help shows as the default when it is not the value itself (a callable is
+            asked when the options are made, e.g. for per-model defaults).
+        folder: the value is a folder path.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "metavar": metavar,
+                                            "show_default": show_default, "folder": folder, "option": True})
+
+
+def _per_model(attribute: str, only_set: bool = False) -> Callable[[], str]:
+    """--help text for a default that each registered model sets (e.g. its input size)."""
+
+    def text() -> str:
+        from edgeclf.toolchain.models import get_spec, model_names
+
+        values = {name: getattr(get_spec(name), attribute) for name in model_names()}
+        return "per model: " + ", ".join(f"{name} {value:g}" for name, value in values.items() if value or not only_set)
+
+    return text
+
+
 class ConfigError(ValueError):
     """An invalid build setting; the message states the rule, the value received and the fix."""
 
@@ -36,11 +68,15 @@ def _require(ok: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "digits"  # a folder, or a built-in dataset name
-    val_split: float = 0.2  # used when the folder has no train/ and val/ subfolders
-    augment: str = "none"  # none | light | strong, on training batches only
-    flip: bool = True  # horizontal flips in augmentation (turn off for text, digits, left/right classes)
-    class_weight: str = "none"  # none | auto (inverse class frequency, for unbalanced folders)
+    source: str = setting("digits", "Image folder (root/<class>/*.jpg, or with train/, val/ [, test/] subfolders) or a "
+                                    "built-in: digits (offline), mnist, fashion_mnist, cifar10 (downloaded by Keras once).",
+                          flag="--data")
+    val_split: float = setting(0.2, "Validation share when the folder has no val/ subfolder (stratified, seeded).")
+    augment: str = setting("none", "Training-batch augmentation: flip, rotation, zoom, translation, contrast (light: "
+                                   "10 degrees, 10%; strong: 20 degrees, 20%).", choices=AUGMENT_LEVELS)
+    flip: bool = setting(True, "Horizontal flips in augmentation; --no-flip for text, digits or left/right classes.")
+    class_weight: str = setting("none", "auto: weight the loss by inverse class frequency (unbalanced folders).",
+                                choices=CLASS_WEIGHTS)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.source, str) and self.source != "",
@@ -58,10 +94,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "cnn"
-    size: int | None = None  # None: the model's default input size
-    alpha: float = 1.0  # mobilenet_v2 width multiplier
-    weights: str = "imagenet"  # mobilenet_v2: imagenet | none | PATH
+    name: str = setting("cnn", "Model: cnn, resnet_mini, mobilenet_v2, tiny, or a tf_keras .keras/.h5 file whose input "
+                               "is an image.", flag="--model")
+    size: int | None = setting(None, "Input side in pixels.", show_default=_per_model("default_size"))
+    alpha: float = setting(1.0, "mobilenet_v2 width multiplier.")
+    weights: str = setting("imagenet", "mobilenet_v2 weights: imagenet, none or PATH.")
 
     def __post_init__(self) -> None:
         from edgeclf.toolchain.models import is_model_file, model_names  # the registry is the source of truth
@@ -84,18 +121,23 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20  # maximum epochs (stage 1 with pretrained weights); early stopping may end sooner
-    batch_size: int = 32
-    learning_rate: float | None = None  # None: the model's default (see `edgeclf build --help`)
-    fine_tune_epochs: int = 10  # stage 2 (pretrained weights only): epochs with the top layers unfrozen
-    fine_tune_layers: int | None = None  # stage 2: base layers unfrozen; None: the model's default
-    schedule: str = "plateau"  # plateau (reduce on plateau) | cosine | step (x0.1 at 50% and 75%)
-    label_smoothing: float = 0.0
-    patience: int = 6  # early stopping: epochs without a better validation accuracy
-    tensorboard: str | None = None  # a folder for TensorBoard logs
-    resume: bool = False  # continue an interrupted build with the same config from its last checkpoint
-    mixed_precision: bool = False  # float16 compute on a GPU
-    strategy: str = "default"  # tf.distribute: default | mirrored (local GPUs) | multiworker (TF_CONFIG)
+    epochs: int = setting(20, "Maximum training epochs (stage 1 with pretrained weights; early stopping).")
+    batch_size: int = setting(32)
+    learning_rate: float | None = setting(None, "Adam learning rate (stage 1 with pretrained weights; stage 2 uses "
+                                                "1/20 of it).", show_default=_per_model("learning_rate"))
+    fine_tune_epochs: int = setting(10, "Pretrained weights only: stage 2 epochs with the top base layers unfrozen "
+                                        "(0: head only).")
+    fine_tune_layers: int | None = setting(None, "Pretrained weights only: base layers unfrozen in stage 2 (BatchNorm "
+                                                 "stays frozen).", show_default=_per_model("fine_tune_layers", True))
+    schedule: str = setting("plateau", "Learning rate: x0.3 on a val_loss plateau, cosine decay, or x0.1 at 50% and "
+                                       "75% of the epochs.", choices=SCHEDULES)
+    label_smoothing: float = setting(0.0)
+    patience: int = setting(6, "Early stopping: epochs without a better validation accuracy (best weights are restored).")
+    tensorboard: str | None = setting(None, "Also write TensorBoard logs here.", folder=True)
+    resume: bool = setting(False, "Continue an interrupted build of the same config from its last checkpoint.")
+    mixed_precision: bool = setting(False, "float16 compute on a GPU (refused on a CPU, where it is slower).")
+    strategy: str = setting("default", "tf.distribute: mirrored over local GPUs, multiworker over the hosts in "
+                                       "TF_CONFIG.", choices=STRATEGIES)
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs >= 1,
@@ -131,11 +173,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    sparsity: float = 0.0  # 0 disables unstructured pruning
-    epochs: int = 10  # fine-tuning epochs under the pruning schedule
-    structure: str = "unstructured"  # or "M:N": M zeros in every N weights along the input channels (e.g. 2:4)
-    skip: tuple[str, ...] = ()  # layer-name patterns (fnmatch) kept dense, besides the model's first conv and classifier
-    for_backend: str = "any"  # "xnnpack": prune only 1x1 convs to >= 2/3 and export them sparse for XNNPACK
+    sparsity: float = setting(0.0, "Target weight sparsity in [0, 0.95); 0 disables pruning.", flag="--prune")
+    epochs: int = setting(10, "Fine-tuning epochs while pruning.", flag="--prune-epochs")
+    structure: str = setting("unstructured", "unstructured, or M:N (e.g. 2:4: two zeros in every four weights along "
+                                             "the input channels).", flag="--prune-structure")
+    skip: tuple[str, ...] = setting((), "Keep layers matching this name pattern dense (repeatable; the first conv "
+                                        "and classifier always are).", flag="--prune-skip", metavar="PATTERN")
+    for_backend: str = setting("any", "xnnpack: prune only 1x1 convs (to --prune, default 0.75, at least 2/3) and "
+                                      "also export model_float32_sparse.tflite for XNNPACK's sparse inference (ARM; "
+                                      "off on x86 with AVX).", flag="--prune-for", choices=PRUNE_BACKENDS)
 
     def __post_init__(self) -> None:
         _require(_is_number(self.sparsity) and 0.0 <= self.sparsity < 0.95 and math.isfinite(self.sparsity),
@@ -181,17 +227,21 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    int8: bool = False  # full integer, calibrated on a representative set
-    float16: bool = False  # float16 weights, float32 compute
-    dynamic: bool = False  # int8 weights, float activations (dynamic range)
-    io: str = "uint8"  # the int8 model's input/output type
-    per_tensor: bool = False  # one scale per tensor instead of per channel
-    calib_size: int = 300
-    calib_data: str | None = None  # a folder of representative images instead of the training split
-    max_drop: float | None = None  # fail the build past this top-1 drop (points) of an int8 variant
-    keep_float: tuple[str, ...] = ()  # Keras layers left in float in model_int8_mixed.tflite
-    qat: bool = False  # also quantization-aware fine-tuning -> model_int8_qat.tflite
-    qat_epochs: int = 3
+    int8: bool = setting(False, "Also export a full-integer model (uint8 pixels in, scale 1, zero point 0).")
+    float16: bool = setting(False, "Also export float16 weights (model_float16.tflite).")
+    dynamic: bool = setting(False, "Also export dynamic-range int8 weights (model_dynamic.tflite).")
+    io: str = setting("uint8", "Input/output type of the int8 model: uint8 (raw pixels, scale 1), int8 or float32.",
+                      choices=IO_TYPES)
+    per_tensor: bool = setting(False, "One quantization scale per tensor instead of per channel.")
+    calib_size: int = setting(300, "Representative images for int8 calibration (class-stratified).")
+    calib_data: str | None = setting(None, "Calibrate on this image folder instead of the training split.")
+    max_drop: float | None = setting(None, "Fail (exit 1, run kept as <name>-failed) when an int8 variant's top-1 is "
+                                           "more than this many points below float32.")
+    keep_float: tuple[str, ...] = setting((), "Also export model_int8_mixed.tflite with this Keras layer left in float "
+                                              "(repeatable; not full integer).", metavar="LAYER")
+    qat: bool = setting(False, "Also quantization-aware fine-tuning -> model_int8_qat.tflite (keeps the pruned zeros "
+                               "with --prune).")
+    qat_epochs: int = setting(3, "QAT fine-tuning epochs.")
 
     def __post_init__(self) -> None:
         for name in ("int8", "float16", "dynamic", "per_tensor", "qat"):
@@ -216,19 +266,10 @@ class QuantizeConfig:
         _require(self.max_drop is None or self.int8 or self.dynamic or self.qat,
                  f"--max-drop {self.max_drop} gates an int8 variant, but none is built. Add --int8, --qat or --dynamic.")
 
-    @classmethod
-    def for_int8(cls, calib_size: int = 300, io: str = "uint8") -> "QuantizeConfig":
-        return cls(int8=True, calib_size=calib_size, io=io)
-
-    def variants(self) -> tuple[str, ...]:
-        """The artifacts besides float32, in the order of the export table."""
-        chosen = [name for name in ("int8", "float16", "dynamic") if getattr(self, name)]
-        return tuple(chosen + (["int8_mixed"] if self.keep_float else []) + (["int8_qat"] if self.qat else []))
-
 
 @dataclass(frozen=True)
 class ExportConfig:
-    out: str = "runs"  # the runs root; each build writes one folder inside
+    out: str = setting("runs", "Runs folder; each build writes one run inside.")
     # Written into every artifact's TFLite Metadata.
     author: str = ""
     license: str = ""
@@ -251,7 +292,7 @@ class BuildConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-    seed: int = 0
+    seed: int = setting(0, "Seed for split, training and calibration.")
 
     def __post_init__(self) -> None:
         _require(_is_int(self.seed) and self.seed >= 0,
@@ -309,6 +350,33 @@ class BuildConfig:
             else:
                 values[section] = value
         return BuildConfig.from_dict(values)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `edgeclf build` option, read from its config field."""
+
+    key: str  # "section.name" (or "seed") as BuildConfig.override takes it
+    flag: str  # e.g. --val-split
+    field: dataclasses.Field
+    type: Any  # the field's type without None: bool, int, float, str or tuple[str, ...]
+
+
+def settings() -> list[Setting]:
+    """Every field of BuildConfig that is a build option, in declaration order."""
+    import typing
+
+    found = []
+    for section in dataclasses.fields(BuildConfig):
+        owner = section.default_factory if section.default_factory is not dataclasses.MISSING else None
+        members = [(f"{section.name}.{f.name}", f, typing.get_type_hints(owner)[f.name]) for f in dataclasses.fields(owner)
+                   ] if owner else [(section.name, section, typing.get_type_hints(BuildConfig)[section.name])]
+        for key, spec, hint in members:
+            if spec.metadata.get("option"):
+                kinds = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+                flag = spec.metadata["flag"] or "--" + key.rpartition(".")[2].replace("_", "-")
+                found.append(Setting(key, flag, spec, kinds[0]))
+    return found
 
 
 def _is_int(value: Any) -> bool:

@@ -22,6 +22,7 @@ from edgeclf.runtime.folder import DatasetError, ImageFolder, scan_splits
 from edgeclf.toolchain import cache
 from edgeclf.toolchain._tf import keras_home
 from edgeclf.toolchain.cache import CachedImages, CacheStats, cache_root
+from edgeclf.toolchain.config import BUILTIN_DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ KERAS_DATASETS = {
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle_boot")
-BUILTINS = ("digits", *KERAS_DATASETS)
+BUILTINS = BUILTIN_DATASETS  # digits (bundled with scikit-learn) and KERAS_DATASETS
 
 
 def _write_folder(target: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> Path:

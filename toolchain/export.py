@@ -1,6 +1,8 @@
 """Keras -> .tflite for every artifact variant: float32, full-integer int8, float16 and dynamic range.
 
-VARIANTS is the single table of what can be exported; the build and the report follow it.
+VARIANTS (at the end) is the single table of what can be exported: one row per artifact holds how it is
+converted, what it needs, whether --max-drop gates it and when a build selects it. The build, the
+quality gate and the metadata follow it; adding a variant is adding a row.
 """
 from __future__ import annotations
 
@@ -18,25 +20,6 @@ log = logging.getLogger(__name__)
 
 class ExportError(RuntimeError):
     """A conversion that did not produce the artifact asked for."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    description: str
-    full_integer: bool  # gated by --max-drop; must contain no float op
-    needs_calibration: bool
-
-
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("float32", "float32 weights and compute", False, False),
-    Variant("int8", "full integer: int8 weights and activations, calibrated", True, True),
-    Variant("float16", "float16 weights, float32 compute", False, False),
-    Variant("dynamic", "int8 weights, float32 activations (dynamic range)", False, False),
-    Variant("int8_mixed", "int8 except the --keep-float layers; float I/O; NOT full integer", False, True),
-    Variant("int8_qat", "full integer after quantization-aware fine-tuning", True, True),
-    Variant("float32_sparse", "float32, pruned weights stored sparse for XNNPACK's sparse inference", False, False),
-)}
 
 
 def _converter(model: Any) -> Any:
@@ -184,10 +167,56 @@ def convert_int8_mixed(model: Any, calibration_images: np.ndarray, keep_float: t
     return debugger.get_nondebug_quantized_model()
 
 
-CONVERTERS: dict[str, Callable[..., bytes]] = {
-    "float32": convert_float32, "int8": convert_int8, "float16": convert_float16, "dynamic": convert_dynamic,
-    "int8_mixed": convert_int8_mixed, "int8_qat": convert_int8, "float32_sparse": convert_sparse,
-}
+@dataclass(frozen=True)
+class Calibrated:
+    """What a calibrated conversion takes besides the model."""
+
+    images: np.ndarray  # representative RGB uint8 images
+    io: str = "uint8"  # the input/output type (--io)
+    per_channel: bool = True
+    keep_float: tuple[str, ...] = ()  # int8_mixed: Keras layers left in float
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Everything edgeclf knows about one artifact (model_<name>.tflite)."""
+
+    name: str
+    convert: Callable[[Any, Calibrated | None], bytes]  # (model, calibration or None) -> .tflite bytes
+    selected: Callable[[Any], bool]  # (BuildConfig) -> whether the build exports it
+    needs_calibration: bool = False  # gets a Calibrated (the representative set)
+    int8_weights: bool = False  # --max-drop gates its top-1 drop against float32
+    quantization_aware: bool = False  # converted from the QAT fine-tuned model, not the trained one
+    takes_io: bool = False  # its input and output have the --io type (else float32)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("float32", lambda model, _: convert_float32(model), lambda config: True),
+    Variant("int8", lambda model, c: convert_int8(model, c.images, c.io, c.per_channel),
+            lambda config: config.quantize.int8, needs_calibration=True, int8_weights=True, takes_io=True),
+    Variant("float16", lambda model, _: convert_float16(model), lambda config: config.quantize.float16),
+    Variant("dynamic", lambda model, _: convert_dynamic(model), lambda config: config.quantize.dynamic,
+            int8_weights=True),
+    Variant("int8_mixed", lambda model, c: convert_int8_mixed(model, c.images, c.keep_float, c.io, c.per_channel),
+            lambda config: bool(config.quantize.keep_float), needs_calibration=True, int8_weights=True),
+    Variant("int8_qat", lambda model, c: convert_int8(model, c.images, c.io, c.per_channel),
+            lambda config: config.quantize.qat, needs_calibration=True, int8_weights=True, quantization_aware=True,
+            takes_io=True),
+    Variant("float32_sparse", lambda model, _: convert_sparse(model),
+            lambda config: config.prune.for_backend == "xnnpack"),
+)
+
+
+REFERENCE = VARIANTS[0]  # float32: every build exports it, and every other variant is compared with it
+
+
+def selected_variants(config: Any) -> tuple[Variant, ...]:
+    """The variants a build with this BuildConfig exports, in export order (float32 first)."""
+    return tuple(variant for variant in VARIANTS if variant.selected(config))
+
+
+def variant(name: str) -> Variant:
+    return next(v for v in VARIANTS if v.name == name)
 
 
 def _raw_pixel_input(content: bytes) -> bytes:

@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 
 from edgeclf.toolchain._tf import tf
-
-AUGMENT_LEVELS = ("none", "light", "strong")
+from edgeclf.toolchain.config import AUGMENT_LEVELS
 
 
 @dataclass(frozen=True)
@@ -93,15 +92,6 @@ def _parameters(shape: Any, seed: Any, augmentation: Augmentation) -> tuple[Any,
     tf_ = tf()
     params = tf_.random.stateless_uniform((shape[0], 6), seed=seed)
     return _transforms(shape, params, augmentation), 1.0 + (params[:, 5] * 2.0 - 1.0) * augmentation.contrast
-
-
-def augment(images: Any, seed: Any, augmentation: Augmentation) -> Any:
-    """uint8 (B, H, W, 3) tensor -> augmented float32 pixels 0-255."""
-    tf_ = tf()
-    transforms, contrast = _parameters(tf_.shape(images), seed, augmentation)
-    moved = tf_.numpy_function(_warp, [images, transforms, contrast], tf_.uint8, stateful=False)
-    moved.set_shape(images.shape)
-    return tf_.cast(moved, tf_.float32)
 
 
 def make_dataset(images: Any, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int,

@@ -51,7 +51,6 @@ def test_frozen_and_defaults():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 3
     assert (config.data.source, config.model.name, config.prune.sparsity, config.quantize.int8) == ("digits", "cnn", 0.0, False)
-    assert QuantizeConfig.for_int8(100) == QuantizeConfig(int8=True, calib_size=100)
 
 
 def test_unknown_keys_suggest_the_closest():
@@ -81,3 +80,16 @@ def test_bad_yaml_files_are_named(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping of sections"):
         BuildConfig.from_yaml(listy)
+
+
+def test_one_variant_row_decides_selection_order_calibration_and_the_gate():
+    from edgeclf.toolchain.export import selected_variants
+
+    everything = BuildConfig().override({"quantize.int8": True, "quantize.float16": True, "quantize.dynamic": True,
+                                         "quantize.keep_float": ["conv1"], "quantize.qat": True,
+                                         "prune.sparsity": 0.75, "prune.for_backend": "xnnpack"})
+    rows = selected_variants(everything)
+    assert [v.name for v in rows] == ["float32", "int8", "float16", "dynamic", "int8_mixed", "int8_qat", "float32_sparse"]
+    assert [v.name for v in rows if v.int8_weights] == ["int8", "dynamic", "int8_mixed", "int8_qat"]  # --max-drop gates these
+    assert [v.name for v in rows if v.needs_calibration] == ["int8", "int8_mixed", "int8_qat"]
+    assert [v.name for v in selected_variants(BuildConfig())] == ["float32"]
