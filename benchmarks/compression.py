@@ -54,8 +54,8 @@ def kernel_gzip(path: Path, layers: dict[str, int]) -> tuple[int, int]:
 def run_pair(data: str, model: str, epochs: int, out: Path) -> dict:
     base = {**MODELS[model], "data.source": data, "train.epochs": epochs, "export.out": str(out),
             "quantize.int8": True, "prune.epochs": max(2, epochs // 2), "quantize.qat_epochs": max(2, epochs // 4)}
-    plain_dir = build(BuildConfig().override({**base, "quantize.qat": True}), log)
-    pruned_dir = build(BuildConfig().override({**base, "prune.sparsity": 0.5}), log)
+    plain_dir = build(BuildConfig().override({**base, "quantize.qat": True}), log).run_dir
+    pruned_dir = build(BuildConfig().override({**base, "prune.sparsity": 0.5}), log).run_dir
     plain, pruned = (json.loads((d / "report.json").read_text()) for d in (plain_dir, pruned_dir))
     pruned_layers = {name: layer["weights"] for name, layer in pruned["sparsity"]["layers"].items() if layer["pruned"]}
     dense_gzip, dense_kernels = kernel_gzip(plain_dir / "model_int8.tflite", pruned_layers)

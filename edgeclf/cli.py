@@ -139,13 +139,14 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
              if ctx.get_parameter_source(s.key.replace(".", "__")) != click.core.ParameterSource.DEFAULT}
     config = config.override(given)
 
-    from edgeclf.toolchain.build import DiskFull, QualityGateFailed
+    from edgeclf.toolchain.build import QualityGateFailed
     from edgeclf.toolchain.build import build as run_build
     from edgeclf.toolchain.export import ExportError
+    from edgeclf.toolchain.runfolder import DiskFull
 
     log = (lambda message: None) if quiet or as_json else (lambda message: click.echo(message, err=True))
     try:
-        run_dir = run_build(config, log=log)
+        result = run_build(config, log=log)
     except ExportError as exc:
         raise click.ClickException(f"export failed: {exc}") from exc
     except QualityGateFailed as exc:
@@ -156,7 +157,7 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
         click.echo("interrupted: the partial run was removed and earlier runs are untouched. Run the same command "
                    "with --resume to continue from the last finished epoch.", err=True)
         sys.exit(130)
-    report = json.loads((run_dir / "report.json").read_text())
+    run_dir, report = result.run_dir, result.report
     summary = {"run": str(run_dir), "artifacts": {
         name: {"path": str(run_dir / a["path"]), "accuracy": a["accuracy"], "bytes": a["bytes"],
                "gzip_bytes": a["gzip_bytes"], "latency_ms": a["latency_ms"]["median"]}

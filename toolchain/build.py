@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import gzip
@@ -15,9 +14,7 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata as package_metadata
@@ -41,6 +38,7 @@ from edgeclf.toolchain.config import BuildConfig
 from edgeclf.toolchain.data import Splits, load_splits
 from edgeclf.toolchain.models import (ModelSpec, create_model, follow_steps_with_batchnorm, get_spec, input_size,
                                       is_model_file, is_pretrained)
+from edgeclf.toolchain.runfolder import RunFolder, remove_stale_resume
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +54,21 @@ class BuildContext:
     config: BuildConfig
     run_dir: Path
     log: Callable[[str], None]
-    results: dict[str, Any] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
     strategy: Any = None  # tf.distribute strategy: models are built and compiled in its scope
     resume_dir: Path | None = None  # checkpoints that let --resume continue this config after an interruption
     started: str = ""  # the build's start time, names TensorBoard runs
+
+    # each stage's result, set when the stage has run (STAGES' order)
+    data: "DataResult | None" = None
+    model: "ModelResult | None" = None
+    train: "TrainResult | None" = None
+    prune: "PruneResult | None" = None
+    quantize: "QuantizeResult | None" = None
+    export: "ExportResult | None" = None
+    evaluate: "EvaluateResult | None" = None
+    report: dict | None = None
+    qat_history: dict = field(default_factory=dict)  # the quantize stage's QAT fine-tuning, for the report
 
     def scope(self) -> Any:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -126,7 +134,7 @@ def run_data(config: BuildConfig, ctx: BuildContext) -> DataResult:
 def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
     from edgeclf.toolchain.train import seed_everything
 
-    data: DataResult = ctx.results["data"]
+    data: DataResult = ctx.data
     seed_everything(config.seed)
     with ctx.scope():
         model = create_model(config.model, len(data.splits.classes), data.size)
@@ -173,8 +181,8 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
     (the trained model: every fit ends on its best validation epoch)."""
     from edgeclf.toolchain.train import has_backup, load_weights, save_weights
 
-    data: DataResult = ctx.results["data"]
-    model = ctx.results["model"].model
+    data: DataResult = ctx.data
+    model = ctx.model.model
     done = ctx.resume_dir / "trained.npz" if ctx.resume_dir else None
     if config.train.resume and done is not None and done.is_file():
         load_weights(model, done)
@@ -205,8 +213,8 @@ def _trained(ctx: BuildContext, model: Any, history: dict, notes: dict) -> Train
 def _train_whole(config: BuildConfig, ctx: BuildContext, model: Any) -> dict:
     from edgeclf.toolchain.train import fit
 
-    train, val = _datasets(config, ctx.results["data"].splits)
-    return fit(model, train, val, config.train.epochs, _learning_rate(config, ctx.results["data"].spec), ctx.log,
+    train, val = _datasets(config, ctx.data.splits)
+    return fit(model, train, val, config.train.epochs, _learning_rate(config, ctx.data.spec), ctx.log,
                options=_fit_options(config, ctx, "train-1"))
 
 
@@ -216,12 +224,12 @@ def _train_pretrained(config: BuildConfig, ctx: BuildContext, model: Any) -> tup
     from edgeclf.toolchain.pipeline import Augmentation, class_weights
     from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit
 
-    splits, batch, data = ctx.results["data"].splits, config.train.batch_size, config.data
+    splits, batch, data = ctx.data.splits, config.train.batch_size, config.data
     weights = class_weights(splits.train.labels, len(splits.classes)) if data.class_weight == "auto" else None
     frozen = frozen_features(model, splits.train, splits.val, batch, config.seed,
                              Augmentation.level(data.augment, data.flip), weights)
     ctx.log(f"  stage 1: {frozen.describe()}")
-    learning_rate = _learning_rate(config, ctx.results["data"].spec)
+    learning_rate = _learning_rate(config, ctx.data.spec)
     history = fit(frozen.head, frozen.train, frozen.val, config.train.epochs, learning_rate, ctx.log,
                   label="stage 1 (frozen base)", options=_fit_options(config, ctx, "train-1"))
     history["frozen_features_seconds"] = [round(frozen.seconds, 3)]
@@ -239,7 +247,7 @@ def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, v
     from edgeclf.toolchain.models import unfreeze_top
     from edgeclf.toolchain.train import fit
 
-    spec: ModelSpec = ctx.results["data"].spec
+    spec: ModelSpec = ctx.data.spec
     layers = config.train.fine_tune_layers if config.train.fine_tune_layers is not None else spec.fine_tune_layers
     best_stage1 = max(history.get("val_accuracy", [0.0]))
     stage1_weights = model.get_weights()
@@ -267,8 +275,8 @@ def run_prune(config: BuildConfig, ctx: BuildContext) -> PruneResult:
     from edgeclf.toolchain.config import XNNPACK_MIN_SPARSITY
     from edgeclf.toolchain.prune import kept_dense, measure_sparsity, prune, xnnpack_dense, xnnpack_eligibility
 
-    data: DataResult = ctx.results["data"]
-    trained = ctx.results["train"].model
+    data: DataResult = ctx.data
+    trained = ctx.train.model
     for_xnnpack = config.prune.for_backend == "xnnpack"
     dense = (xnnpack_dense if for_xnnpack else kept_dense)(trained, data.spec.dense_layers, config.prune.skip)
     if config.prune.target == 0:
@@ -306,13 +314,13 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     """Converts every selected variant besides the float32 reference (export's); the rows say what each needs."""
     from edgeclf.toolchain.export import REFERENCE, Calibrated, layer_errors, selected_variants
 
-    quantize, model = config.quantize, ctx.results["prune"].model
+    quantize, model = config.quantize, ctx.prune.model
     calibration, calibrated, contents = None, None, {}
     for variant in selected_variants(config):
         if variant is REFERENCE:
             continue
         if variant.needs_calibration and calibrated is None:
-            calibration, images = _representative_set(config, ctx.results["data"])
+            calibration, images = _representative_set(config, ctx.data)
             ctx.log(f"  calibrating on {len(calibration.indices)} images from {calibration.source} "
                     f"(pixel range {calibration.pixel_min}-{calibration.pixel_max})")
             for warning in calibration.warnings:
@@ -322,7 +330,7 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
         contents[variant.name] = variant.convert(source, calibrated if variant.needs_calibration else None)
     errors = []
     if quantize.int8 and calibrated is not None:
-        val = ctx.results["data"].splits.val
+        val = ctx.data.splits.val
         errors = layer_errors(model, calibrated.images, val[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
         worst = errors[0] if errors else None
         if worst:
@@ -334,12 +342,12 @@ def _quantization_aware(config: BuildConfig, ctx: BuildContext, model: Any) -> A
     """QAT fine-tuning of the (pruned) model; its history goes into the report."""
     from edgeclf.toolchain.qat import quantization_aware
 
-    train, val = _datasets(config, ctx.results["data"].splits)
+    train, val = _datasets(config, ctx.data.splits)
     with ctx.scope():
         qat, history = quantization_aware(model, train, val, config.quantize.qat_epochs,
-                                          _learning_rate(config, ctx.results["data"].spec) / 10, ctx.log,
+                                          _learning_rate(config, ctx.data.spec) / 10, ctx.log,
                                           preserve_sparsity=config.prune.target > 0)
-    ctx.results["qat_history"] = history
+    ctx.qat_history = history
     return qat
 
 
@@ -382,8 +390,8 @@ def _write_artifact(path: Path, content: bytes, ctx: BuildContext, started: floa
 def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     from edgeclf.toolchain.export import REFERENCE
 
-    data: DataResult = ctx.results["data"]
-    final = ctx.results["prune"].model
+    data: DataResult = ctx.data
+    final = ctx.prune.model
     run_dir = ctx.run_dir
     (run_dir / "keras").mkdir()
     shutil.copyfile(run_dir / "checkpoints" / "best.keras", run_dir / "keras" / "model.keras")  # the trained model
@@ -395,10 +403,10 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     artifacts[REFERENCE.name] = run_dir / f"model_{REFERENCE.name}.tflite"
     _write_artifact(artifacts[REFERENCE.name], _with_metadata(REFERENCE.convert(final, None), REFERENCE.name, config, data),
                     ctx, started)
-    for name, content in ctx.results["quantize"].contents.items():
+    for name, content in ctx.quantize.contents.items():
         artifacts[name] = run_dir / f"model_{name}.tflite"
         _write_artifact(artifacts[name], _with_metadata(content, name, config, data), ctx, time.perf_counter())
-    dense = (_with_metadata(REFERENCE.convert(ctx.results["train"].model, None), REFERENCE.name, config, data)
+    dense = (_with_metadata(REFERENCE.convert(ctx.train.model, None), REFERENCE.name, config, data)
              if config.prune.target > 0 else None)
     return ExportResult(artifacts, dense)
 
@@ -414,8 +422,8 @@ def _measure(model: Model, evaluation: Evaluation, content: bytes) -> dict:
 
 def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
     """Evaluates each artifact with the runtime (the interpreter the device runs), not with Keras."""
-    data: DataResult = ctx.results["data"]
-    export: ExportResult = ctx.results["export"]
+    data: DataResult = ctx.data
+    export: ExportResult = ctx.export
     val = data.splits.val
     evaluations, entries = {}, {}
     for variant, path in export.artifacts.items():
@@ -477,16 +485,16 @@ def _latency_context(artifacts: dict[str, dict]) -> dict:
 
 
 def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
-    data: DataResult = ctx.results["data"]
-    prune: PruneResult = ctx.results["prune"]
-    quantize: QuantizeResult = ctx.results["quantize"]
-    evaluated: EvaluateResult = ctx.results["evaluate"]
+    data: DataResult = ctx.data
+    prune: PruneResult = ctx.prune
+    quantize: QuantizeResult = ctx.quantize
+    evaluated: EvaluateResult = ctx.evaluate
     splits = data.splits
     report = {
         "schema": report_module.SCHEMA,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "config": config.to_dict(),
-        "model": {"name": config.model.name, "size": data.size, "parameters": int(ctx.results["model"].model.count_params())},
+        "model": {"name": config.model.name, "size": data.size, "parameters": int(ctx.model.model.count_params())},
         "dataset": {"root": str(splits.root), "train": len(splits.train), "val": len(splits.val),
                     **({"test": len(splits.test)} if splits.test is not None else {}),
                     "classes": list(splits.classes), "split": splits.split, "per_class": splits.class_counts(),
@@ -500,9 +508,9 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "calibration": quantize.calibration.as_dict() if quantize.calibration else None,
         "quantization_error": {"measure": "RMS error per op output in quantization steps (0.29 = rounding only)",
                                "worst_layers": quantize.layer_errors},
-        "training": ctx.results["train"].notes,
-        "history": {"train": ctx.results["train"].history, "prune": prune.history,
-                    "qat": ctx.results.get("qat_history", {})},
+        "training": ctx.train.notes,
+        "history": {"train": ctx.train.history, "prune": prune.history,
+                    "qat": ctx.qat_history},
         "stages": dict(ctx.seconds),
         "gate": quality_gate(config, evaluated.artifacts),
     }
@@ -552,92 +560,29 @@ def _env(config: BuildConfig) -> dict:
             "platform": platform.platform(), "seed": config.seed}
 
 
-def _finish(tmp: Path, out: Path, name: str, point_latest: bool = True) -> Path:
-    """Renames the complete run into place and (unless told not to) repoints runs/latest, each step atomic."""
-    final = out / name
-    suffix = 1
-    while final.exists():
-        suffix += 1
-        final = out / f"{name}-{suffix}"
-    os.replace(tmp, final)
-    if point_latest:
-        link = out / f".latest-{uuid.uuid4().hex[:8]}"
-        link.symlink_to(final.name)
-        os.replace(link, out / "latest")
-    return final
-
-
-OWNER = ".owner"  # "<pid> <host>" of the build writing a .tmp-* folder
-DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
-
-
-class DiskFull(OSError):
-    """The disk (or a size limit) filled up while a build wrote; the message says what was kept."""
-
-
-def _remove_abandoned(out: Path, log: Callable[[str], None]) -> None:
-    """Deletes .tmp-* folders of builds that died without cleaning up (killed, power cut).
-
-    A folder whose owner process still runs on this host, or whose owner is unknown and which is
-    younger than a day, is left alone: it may be another build in progress.
-    """
-    host = socket.gethostname()
-    for folder in out.glob(".tmp-*"):
-        try:
-            pid, owner_host = (folder / OWNER).read_text(encoding="utf-8").split()
-            alive = owner_host != host or _process_alive(int(pid))
-        except (OSError, ValueError):
-            alive = time.time() - folder.stat().st_mtime < 86400
-        if not alive:
-            shutil.rmtree(folder, ignore_errors=True)
-            log(f"  removed {folder.name}, left by a build that was killed")
-
-
-RESUME_KEEP_DAYS = 14
-
-
-def _remove_stale_resume(out: Path, log: Callable[[str], None], keep_days: float = RESUME_KEEP_DAYS) -> None:
-    """Deletes resume checkpoints no build has touched for `keep_days`.
-
-    A build that fails or is interrupted keeps runs/.resume/<config hash>/ so that --resume can
-    continue it; a config never built again would keep its weights there for good. A build in
-    progress rewrites its checkpoint every epoch, so its folder is always recent.
-    """
-    cutoff = time.time() - keep_days * 86400
-    for folder in (out / ".resume").glob("*"):
-        try:
-            newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
-        except OSError:
-            continue
-        if newest < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
-            log(f"  removed {folder}: checkpoints of an interrupted build not resumed for {keep_days:g} days")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _resume_dir(config: BuildConfig, out: Path) -> Path:
     """Where this config's checkpoints live: the same config (--resume aside) finds the same folder."""
     key = dataclasses.replace(config, train=dataclasses.replace(config.train, resume=False)).to_yaml()
     return out / ".resume" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None) -> Path:
-    """Runs every stage and returns the finished run folder.
+@dataclass
+class BuildResult:
+    """What a finished build hands back: its run folder and the report written there."""
+
+    run_dir: Path
+    report: dict
+
+
+def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None) -> BuildResult:
+    """Runs every stage into a RunFolder and returns the finished run.
 
     With --strategy multiworker every worker runs this; the chief (worker 0) writes the run into
     --out, the others into --out/.worker-<index>/.
 
     Raises:
         QualityGateFailed: --max-drop was exceeded; the run is written as <name>-failed.
+        DiskFull: the disk filled up; the partial run was removed.
         Whatever a stage raises; the partial run folder is removed first.
     """
     from edgeclf.toolchain.train import check_tensorboard, make_strategy, set_mixed_precision, worker_index
@@ -646,49 +591,44 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
     check_tensorboard(config.train.tensorboard)
     strategy = make_strategy(config.train.strategy)  # first: multiworker must start before other TF work
     set_mixed_precision(config.train.mixed_precision)
-    out = Path(config.export.out)
     index = worker_index(strategy)
-    if index:
-        out = out / f".worker-{index}"
+    out = Path(config.export.out) / f".worker-{index}" if index else Path(config.export.out)
+    resume_dir = _prepare_resume(config, out, log)
+    try:
+        with RunFolder(out, log) as run:
+            ctx = BuildContext(config, run.path, log, strategy=strategy, resume_dir=resume_dir,
+                               started=f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}")
+            _run_stages(config, ctx)
+    finally:
+        set_mixed_precision(False)
+    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
+    with contextlib.suppress(OSError):
+        resume_dir.parent.rmdir()  # only when no other config has an interrupted build waiting
+    name = f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}-{ctx.data.size}"
+    if not ctx.report["gate"]["passed"]:
+        # Written in full for inspection, but named as failed and never made runs/latest.
+        run_dir = run.finish(f"{name}-failed", point_latest=False)
+        raise QualityGateFailed(run_dir, "; ".join(ctx.report["gate"]["failed"]) +
+                                f". The run is in {run_dir} (not runs/latest).")
+    return BuildResult(run.finish(name), ctx.report)
+
+
+def _prepare_resume(config: BuildConfig, out: Path, log: Callable[[str], None]) -> Path:
+    """This config's resume folder: emptied unless --resume; stale ones of other configs removed."""
     resume_dir = _resume_dir(config, out)
     if not config.train.resume:
         shutil.rmtree(resume_dir, ignore_errors=True)
     elif not resume_dir.is_dir():
         log(f"  --resume: no interrupted build of this config under {out / '.resume'}; starting from scratch")
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(out, log)
-    _remove_stale_resume(out, log)
-    tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    (tmp / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}", encoding="utf-8")
-    ctx = BuildContext(config, tmp, log, strategy=strategy, resume_dir=resume_dir,
-                       started=f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}")
-    try:
-        (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        report_module.write_json(tmp / "env.json", _env(config))
-        for stage_index, (name, stage) in enumerate(STAGES, 1):
-            log(f"[{stage_index}/{len(STAGES)}] {name}")
-            started = time.perf_counter()
-            ctx.results[name] = stage(config, ctx)
-            ctx.seconds[name] = round(time.perf_counter() - started, 3)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise DiskFull(f"no space left while writing {exc.filename or 'the run'} ({exc.strerror}). The partial "
-                           f"run was removed and earlier runs in {out} are untouched; free some space or pass "
-                           "--out on another disk, then run again (add --resume to keep the finished epochs).") from exc
-        raise
-    finally:
-        set_mixed_precision(False)
-    (tmp / OWNER).unlink()
-    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing left to resume
-    with contextlib.suppress(OSError):
-        resume_dir.parent.rmdir()  # only when no other config has an interrupted build waiting
-    data: DataResult = ctx.results["data"]
-    name = f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}-{data.size}"
-    gate = ctx.results["report"]["gate"]
-    if not gate["passed"]:
-        # Written in full for inspection, but named as failed and never made runs/latest.
-        run_dir = _finish(tmp, out, f"{name}-failed", point_latest=False)
-        raise QualityGateFailed(run_dir, "; ".join(gate["failed"]) + f". The run is in {run_dir} (not runs/latest).")
-    return _finish(tmp, out, name)
+    remove_stale_resume(out, log)
+    return resume_dir
+
+
+def _run_stages(config: BuildConfig, ctx: BuildContext) -> None:
+    (ctx.run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    report_module.write_json(ctx.run_dir / "env.json", _env(config))
+    for stage_index, (name, stage) in enumerate(STAGES, 1):
+        ctx.log(f"[{stage_index}/{len(STAGES)}] {name}")
+        started = time.perf_counter()
+        setattr(ctx, name, stage(config, ctx))
+        ctx.seconds[name] = round(time.perf_counter() - started, 3)

@@ -37,7 +37,7 @@ def tiny_config(tmp_path_factory):
 def tiny_run(tiny_config) -> Path:
     from edgeclf.toolchain.build import build
 
-    return build(tiny_config)
+    return build(tiny_config).run_dir
 
 
 @pytest.fixture(scope="session")

@@ -328,7 +328,7 @@ def test_build_lists_skipped_files_and_saves_its_split(tmp_path):
     config = BuildConfig().override({
         "data.source": str(root), "data.augment": "light", "data.class_weight": "auto", "model.name": "tiny",
         "model.size": 16, "train.epochs": 1, "train.batch_size": 8, "export.out": str(tmp_path / "runs")})
-    run = build(config)
+    run = build(config).run_dir
     report = json.loads((run / "report.json").read_text())
     dataset = report["dataset"]
     assert {Path(s["path"]).name: s["reason"] for s in dataset["skipped"]}.keys() == expected.keys()

@@ -15,7 +15,7 @@ SMALL = {"model.name": "cnn", "model.size": 16, "train.epochs": 1, "prune.epochs
 
 def test_two_four_structure_is_followed_by_every_pruned_layer(tmp_path):
     config = BuildConfig().override({**SMALL, "prune.structure": "2:4", "export.out": str(tmp_path)})
-    report = json.loads((build(config) / "report.json").read_text())
+    report = json.loads((build(config).run_dir / "report.json").read_text())
     sparsity = report["sparsity"]
     assert sparsity["structure"] == "2:4" and abs(sparsity["overall"] - 0.5) <= 0.02
     pruned = {name: layer for name, layer in sparsity["layers"].items() if layer["pruned"]}
@@ -26,7 +26,7 @@ def test_two_four_structure_is_followed_by_every_pruned_layer(tmp_path):
 def test_prune_skip_keeps_matching_layers_dense(tmp_path):
     config = BuildConfig().override({**SMALL, "prune.sparsity": 0.5, "prune.skip": ["conv3*"],
                                      "export.out": str(tmp_path)})
-    report = json.loads((build(config) / "report.json").read_text())
+    report = json.loads((build(config).run_dir / "report.json").read_text())
     layers = report["sparsity"]["layers"]
     assert report["sparsity"]["dense_layers"] == ["conv1", "conv3", "classifier"]
     assert layers["conv3"]["sparsity"] < 0.05 and abs(layers["conv2"]["sparsity"] - 0.5) <= 0.02

@@ -40,7 +40,7 @@ def earlier(photos, tmp_path_factory) -> tuple[Path, Path, dict]:
 
     out = tmp_path_factory.mktemp("runs")
     run = build(BuildConfig().override({"data.source": str(photos), "model.name": "tiny", "model.size": 16,
-                                        "train.epochs": 1, "export.out": str(out)}))
+                                        "train.epochs": 1, "export.out": str(out)})).run_dir
     return out, run, _hashes(run)
 
 
@@ -151,7 +151,7 @@ def test_a_full_disk_fails_clearly_removes_its_files_and_keeps_earlier_runs(phot
 
 def test_resume_checkpoints_left_for_weeks_are_removed(tmp_path):
     """A config that failed once and was never rebuilt must not keep its weights under .resume forever."""
-    from edgeclf.toolchain.build import RESUME_KEEP_DAYS, _remove_stale_resume
+    from edgeclf.toolchain.runfolder import RESUME_KEEP_DAYS, remove_stale_resume
 
     old, recent = tmp_path / ".resume" / "0123456789abcdef", tmp_path / ".resume" / "fedcba9876543210"
     for folder in (old, recent):
@@ -163,6 +163,6 @@ def test_resume_checkpoints_left_for_weeks_are_removed(tmp_path):
     # a folder whose newest file is recent stays, however old the folder itself is
     os.utime(recent, (weeks_ago, weeks_ago))
     messages = []
-    _remove_stale_resume(tmp_path, messages.append)
+    remove_stale_resume(tmp_path, messages.append)
     assert not old.exists() and (recent / "train" / "weights.npz").is_file()
     assert len(messages) == 1 and str(old) in messages[0]

@@ -92,6 +92,6 @@ def test_calibration_from_its_own_folder_is_reported(tmp_path):
         cv2.imwrite(str(calib / f"{i}.png"), np.full((8, 8, 3), 20 * i, np.uint8))
     config = BuildConfig().override({"model.name": "tiny", "model.size": 16, "train.epochs": 1, "quantize.int8": True,
                                      "quantize.calib_data": str(calib), "export.out": str(tmp_path / "runs")})
-    report = json.loads((build(config) / "report.json").read_text())
+    report = json.loads((build(config).run_dir / "report.json").read_text())
     assert report["calibration"]["source"] == str(calib) and report["calibration"]["size"] == 12
     assert isinstance(report["calibration"]["warnings"], list)

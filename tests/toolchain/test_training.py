@@ -82,7 +82,7 @@ def test_pretrained_build_runs_two_stages_with_a_smaller_learning_rate(tmp_path,
         "train.fine_tune_epochs": 1, "train.fine_tune_layers": 10, "train.batch_size": 8,
         "export.out": str(tmp_path / "runs")})
     lines = []
-    run = build(config, log=lines.append)
+    run = build(config, log=lines.append).run_dir
     report = json.loads((run / "report.json").read_text())
     history = report["history"]["train"]
     assert history["fine_tune_start"] == [1.0] and len(history["loss"]) == 2
@@ -146,7 +146,7 @@ def test_a_keras_model_file_is_built_with_a_new_head_and_input_scaling(tmp_path,
     assert model.output_shape == (None, 2) and model.layers[1].name == "normalize"
     config = BuildConfig().override({"data.source": str(_folder(tmp_path / "data", size=24)), "model.name": str(path),
                                      "train.epochs": 1, "train.batch_size": 8, "export.out": str(tmp_path / "runs")})
-    run = build(config)
+    run = build(config).run_dir
     assert (run / "model_float32.tflite").is_file() and run.name.endswith("-mine-24")
 
 
@@ -191,7 +191,7 @@ def test_same_seed_and_data_give_the_same_metrics(tmp_path):
         config = BuildConfig().override({"data.source": str(data), "model.name": "tiny", "train.epochs": 3,
                                          "train.batch_size": 8, "data.augment": "light", "seed": 3,
                                          "export.out": str(tmp_path / name)})
-        reports.append(json.loads((build(config) / "report.json").read_text()))
+        reports.append(json.loads((build(config).run_dir / "report.json").read_text()))
     histories = [{k: v for k, v in r["history"]["train"].items() if k != "seconds"} for r in reports]
     assert histories[0] == histories[1] and len(histories[0]["loss"]) == 3
     assert reports[0]["artifacts"]["float32"]["accuracy"] == reports[1]["artifacts"]["float32"]["accuracy"]
@@ -265,7 +265,7 @@ def test_prune_for_xnnpack_prunes_only_1x1_convs_and_exports_them_sparse(tmp_pat
         "data.source": str(_folder(tmp_path / "data")), "model.name": "mobilenet_v2", "model.alpha": 0.35,
         "model.size": 32, "model.weights": "none", "train.epochs": 1, "train.batch_size": 8,
         "prune.for_backend": "xnnpack", "prune.epochs": 1, "export.out": str(tmp_path / "runs")})
-    run = build(config)
+    run = build(config).run_dir
     report = json.loads((run / "report.json").read_text())
     xnnpack, layers = report["xnnpack"], report["sparsity"]["layers"]
     assert xnnpack["pattern_ok"] and xnnpack["pointwise_layers"] >= 10

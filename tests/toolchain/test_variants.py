@@ -20,7 +20,7 @@ VARIANTS_RUN = {"model.name": "tiny", "model.size": 16, "train.epochs": 3, "quan
 @pytest.fixture(scope="module")
 def variants_run(tmp_path_factory):
     config = BuildConfig().override({**VARIANTS_RUN, "export.out": str(tmp_path_factory.mktemp("variants"))})
-    run = build_module.build(config)
+    run = build_module.build(config).run_dir
     return run, json.loads((run / "report.json").read_text())
 
 
