@@ -130,9 +130,7 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
     from edgeclf.runtime._native_log import filter_process_stderr
 
     filter_process_stderr()  # before TensorFlow loads: its C++ logs ignore every log-level setting
-    from edgeclf.toolchain.config import BuildConfig
-
-    from edgeclf.toolchain.config import settings
+    from edgeclf.toolchain.config import BuildConfig, settings
 
     config = BuildConfig.from_yaml(config_file) if config_file else BuildConfig()
     given = {s.key: flags[s.key.replace(".", "__")] for s in settings()  # a flag overrides --config only when given

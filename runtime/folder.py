@@ -33,7 +33,8 @@ class LoadedImages:
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
 
 
-def _visible(path: Path) -> bool:
+def is_visible(path: Path) -> bool:
+    """Not a hidden file or folder (.DS_Store, .git, ._resource forks)."""
     return not path.name.startswith(".")
 
 
@@ -46,12 +47,12 @@ def scan(root: str | os.PathLike) -> ImageFolder:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder. Pass a folder laid out as {root}/<class>/<image>.jpg.")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and is_visible(p))
     if not class_dirs:
         raise DatasetError(f"{root}: no class folders inside. Put each class's images in {root}/<class name>/.")
     files = []
     ignored = [{"path": str(p), "reason": "not inside a class folder"}
-               for p in sorted(root.iterdir()) if p.is_file() and _visible(p)]
+               for p in sorted(root.iterdir()) if p.is_file() and is_visible(p)]
     for index, class_dir in enumerate(class_dirs):
         images = []
         for path in _walk(class_dir):

@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
-from edgeclf.runtime.folder import _visible
+from edgeclf.runtime.folder import is_visible
 from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, load_image
 
 PICAMERA_HINT = ("the Pi camera needs picamera2: on Raspberry Pi OS `sudo apt install python3-picamera2`, "
@@ -80,7 +80,7 @@ class FolderSource:
     def __init__(self, folder: Path) -> None:
         self.name, self.live = str(folder), False
         self._paths = [p for p in sorted(folder.iterdir())
-                       if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
+                       if p.is_file() and is_visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
         if not self._paths:
             raise SourceError(f"{folder}: no images to play ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
         self._next = 0

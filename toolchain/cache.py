@@ -24,7 +24,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -128,6 +128,14 @@ class CachedImages:
         return state
 
 
+class Entry(NamedTuple):
+    """One file in a cache entry's index (stored as a JSON list [size, mtime_ns, row])."""
+
+    size: int  # bytes, when it was decoded
+    mtime_ns: int
+    row: int | str  # its row in the pixels file, or why it was skipped
+
+
 def _stat_key(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()
@@ -175,7 +183,7 @@ def _read_index(entry: Path, row_bytes: int) -> dict:
         return {"files": {}}
 
 
-def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int, int],
+def update(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int, int],
           progress: Callable[[int], None] | None = None, workers: int | None = None) -> tuple[Path, dict, CacheStats]:
     """Brings the cache entry of `root` at `size` up to date with `files`.
 
@@ -189,17 +197,17 @@ def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int,
         for leftover in entry.glob(".*.tmp"):  # a writer killed mid-update; we hold the lock, so none is running
             leftover.unlink(missing_ok=True)
         index = _read_index(entry, row_bytes)
-        old = index["files"]
+        old = {name: Entry(*value) for name, value in index["files"].items()}
         keys = {str(path): _stat_key(path) for path in files}
-        unchanged = {name for name, key in keys.items() if old.get(name, [None, None])[:2] == list(key or ())}
+        unchanged = {name for name, key in keys.items() if name in old and key and old[name][:2] == key}
         todo = [path for path in files if str(path) not in unchanged]
         stats = CacheStats(reused=len(unchanged), dropped=len(set(old) - set(keys)))
         if not todo and not stats.dropped and old:
             if progress is not None:
                 progress(len(files))
-            return entry / index["pixels"], {p: v[2] for p, v in old.items()}, stats
+            return entry / index["pixels"], {p: e.row for p, e in old.items()}, stats
         pixels_name = f"pixels-{uuid.uuid4().hex[:12]}.u8"
-        new_files: dict[str, list] = {}
+        new_files: dict[str, Entry] = {}
         rows = 0
         temporary = entry / f".{pixels_name}.tmp"
         try:
@@ -215,7 +223,7 @@ def build(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int,
         for stale in entry.glob("pixels-*.u8"):
             if stale.name != pixels_name:
                 stale.unlink(missing_ok=True)
-        return entry / pixels_name, {p: v[2] for p, v in new_files.items()}, stats
+        return entry / pixels_name, {p: e.row for p, e in new_files.items()}, stats
 
 
 def _copy_reused(entry: Path, index: dict, reused: set[str], keys: dict, old: dict, out, new_files: dict,
@@ -225,13 +233,13 @@ def _copy_reused(entry: Path, index: dict, reused: set[str], keys: dict, old: di
         return 0
     rows = 0
     with open(entry / index["pixels"], "rb") as previous:
-        for name in sorted(reused, key=lambda n: old[n][2] if isinstance(old[n][2], int) else -1):
-            value = old[name][2]
+        for name in sorted(reused, key=lambda n: old[n].row if isinstance(old[n].row, int) else -1):
+            value = old[name].row
             if isinstance(value, int):
                 out.write(os.pread(previous.fileno(), row_bytes, value * row_bytes))
                 value = rows
                 rows += 1
-            new_files[name] = [*keys[name], value]
+            new_files[name] = Entry(*keys[name], value)
     if progress is not None:
         progress(len(reused))
     return rows
@@ -246,10 +254,10 @@ def _decode_new(todo: Sequence[Path], keys: dict, size: tuple[int, int], out, ne
             for path, result in zip(chunk, pool.map(_decode, chunk, [size] * len(chunk))):
                 key = keys[str(path)] or (0, 0)
                 if isinstance(result, str):
-                    new_files[str(path)] = [*key, result]
+                    new_files[str(path)] = Entry(*key, result)
                 else:
                     out.write(result.tobytes())
-                    new_files[str(path)] = [*key, rows]
+                    new_files[str(path)] = Entry(*key, rows)
                     rows += 1
             if progress is not None:
                 progress(len(chunk))
@@ -266,12 +274,12 @@ def load(root: str | os.PathLike, files: Sequence[tuple[Path, int]], size: int |
     """The cached images of `files` ((path, label) pairs under root); unreadable files are skipped and listed.
 
     Args:
-        entry: a (pixels, rows) pair from `build` covering these files (skips a second update).
+        entry: a (pixels, rows) pair from `update` covering these files (skips a second update).
         stats: filled with what the update did.
     """
     size = (size, size) if isinstance(size, int) else tuple(size)
     if entry is None:
-        pixels, mapping, done = build(root, [path for path, _ in files], size, progress)
+        pixels, mapping, done = update(root, [path for path, _ in files], size, progress)
         if stats is not None:
             stats.decoded, stats.reused, stats.dropped = done.decoded, done.reused, done.dropped
     else:

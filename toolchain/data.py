@@ -183,7 +183,7 @@ def load_splits(source: str, size: int, val_split: float, seed: int, batch_size:
         raise DatasetError(f"{root}: found a single class {list(classes)}; a classifier needs at least two "
                            "class folders.")
     all_files = [path for part in files.values() for path, _ in part]
-    pixels, mapping, stats = cache.build(root, all_files, size, progress)
+    pixels, mapping, stats = cache.update(root, all_files, size, progress)
     parts = {name: cache.load(root, part, size, entry=(pixels, mapping)) for name, part in files.items()}
     counts = np.bincount(parts["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(counts == 0)]
