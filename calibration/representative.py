@@ -8,11 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeclf.runtime.errors import UserError
+
 DEFAULT_SIZE = 300
 MIN_PER_CLASS = 5
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """A representative set that would quantize the model wrongly; the message says the fix."""
 
 

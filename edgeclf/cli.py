@@ -15,12 +15,12 @@ import numpy as np
 
 from edgeclf import __version__
 from edgeclf.runtime import folder as folders
-from edgeclf.runtime._backend import BackendError
 from edgeclf.runtime.bench import bench as run_bench
+from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.evaluate import class_mapping, evaluate
 from edgeclf.runtime.files import write_atomically
-from edgeclf.runtime.model import Model, ModelError
-from edgeclf.runtime.preprocess import ImageError, load_image
+from edgeclf.runtime.model import Model
+from edgeclf.runtime.preprocess import load_image
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 EXIT_BAD_INPUT = 2
@@ -32,26 +32,14 @@ class InputError(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from edgeclf.calibration import CalibrationError
-    from edgeclf.runtime.metadata import MetadataError
-    from edgeclf.toolchain._tf import MissingTrainingDependencies
-    from edgeclf.toolchain.config import ConfigError
-    from edgeclf.toolchain.models import ModelBuildError
-    from edgeclf.toolchain.train import TrainingSetupError
-
-    return (TrainingSetupError, ModelError, ImageError, folders.DatasetError, BackendError, ConfigError, ModelBuildError,
-            CalibrationError, MissingTrainingDependencies, MetadataError)
-
-
 def reports_errors(command: Callable) -> Callable:
-    """Turns domain errors into one-line messages instead of tracebacks."""
+    """Turns user errors (runtime/errors.py UserError, from any layer) into one-line messages, exit 2."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except _user_errors() as exc:
+        except UserError as exc:
             raise InputError(str(exc)) from exc
 
     return wrapper
@@ -86,10 +74,9 @@ def cli() -> None:
     """edgeclf: train, prune and quantize image classifiers to .tflite, then run and benchmark them."""
 
 
-def _setting_option(setting: Any) -> Callable:
+def _setting_option(setting: Any) -> click.Option:
     """The click option for one BuildConfig setting (toolchain/config.py `setting()`): flag, help, choices, default."""
     meta, default = setting.field.metadata, setting.field.default
-    name = setting.key.replace(".", "__")  # the parameter name build() receives
     shown = meta["show_default"]
     kwargs: dict[str, Any] = {"default": default, "help": meta["help"] or None, "metavar": meta["metavar"],
                               "show_default": shown() if callable(shown) else (shown or True)}
@@ -105,20 +92,28 @@ def _setting_option(setting: Any) -> Callable:
         kwargs["type"] = setting.type
     else:  # tuple[str, ...]: a repeatable option
         kwargs["multiple"] = True
-    return click.option(*decls, name, **kwargs)
+    return click.Option([*decls, setting.key.replace(".", "__")], **kwargs)  # build() receives section__name
 
 
-def settings_options(command: Callable) -> Callable:
-    """One option per BuildConfig setting, in the order the config declares them."""
-    from edgeclf.toolchain.config import settings
+class SettingsCommand(click.Command):
+    """`edgeclf build`: one option per BuildConfig setting, made from toolchain/config.py when first needed
+    (parsing or --help), so that importing the CLI for a runtime command never imports the toolchain."""
 
-    for setting in reversed(settings()):
-        command = _setting_option(setting)(command)
-    return command
+    @property
+    def params(self) -> list[click.Parameter]:
+        if not self._with_settings:
+            from edgeclf.toolchain.config import settings
+
+            self._params = [*(_setting_option(s) for s in settings()), *self._params]
+            self._with_settings = True
+        return self._params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._params, self._with_settings = value, False
 
 
-@cli.command(context_settings=CONTEXT)
-@settings_options
+@cli.command(cls=SettingsCommand, context_settings=CONTEXT)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML build config; flags given on the command line override it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")

@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from edgeclf.runtime.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """No TFLite interpreter could be imported."""
 
 

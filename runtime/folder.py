@@ -8,10 +8,11 @@ from typing import Callable
 
 import numpy as np
 
+from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, preprocess
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data folder that cannot be used; the message names the folder and the fix."""
 
 

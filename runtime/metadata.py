@@ -16,6 +16,7 @@ from flatbuffers import number_types
 
 from edgeclf.runtime import _metadata_schema as meta_fb
 from edgeclf.runtime import flatbuffer
+from edgeclf.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ LABELS_FILE = "labels.txt"
 MIN_PARSER_VERSION = "1.0.0"
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """Metadata that cannot be written or read; the message names the problem and the fix."""
 
 

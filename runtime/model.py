@@ -12,6 +12,7 @@ import numpy as np
 from edgeclf.runtime import metadata
 from edgeclf.runtime._backend import get_backend
 from edgeclf.runtime._native_log import quiet_native_stderr
+from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.flatbuffer import CorruptModel, ModelStructure, read_structure, validate
 from edgeclf.runtime.preprocess import resize
 
@@ -61,7 +62,7 @@ def _probe(path: Path, content: bytes, backend) -> None:
                          f"{os.WTERMSIG(status)} in a test load): it is damaged. Export it again or copy the complete file.")
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model file that cannot be used; the message names the file and the fix."""
 
 

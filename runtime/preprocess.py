@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeclf.runtime.errors import UserError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 # Leading bytes of formats OpenCV does not read, so a skipped file says what it really is.
@@ -21,7 +23,7 @@ _UNSUPPORTED_SIGNATURES = (
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif")
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """A file that cannot be used as an image; the message names the file and why."""
 
 

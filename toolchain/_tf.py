@@ -10,10 +10,12 @@ import os
 import warnings
 from types import ModuleType
 
+from edgeclf.runtime.errors import UserError
+
 TRAIN_INSTALL = 'pip install "edgeclf[train]"'
 
 
-class MissingTrainingDependencies(ImportError):
+class MissingTrainingDependencies(UserError, ImportError):
     """TensorFlow, tf_keras or tfmot is not installed; the message has the pip command."""
 
 

@@ -181,7 +181,6 @@ def run_train(config: BuildConfig, ctx: BuildContext) -> TrainResult:
     (the trained model: every fit ends on its best validation epoch)."""
     from edgeclf.toolchain.train import has_backup, load_weights, save_weights
 
-    data: DataResult = ctx.data
     model = ctx.model.model
     done = ctx.resume_dir / "trained.npz" if ctx.resume_dir else None
     if config.train.resume and done is not None and done.is_file():

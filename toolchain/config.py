@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import yaml
 
+from edgeclf.runtime.errors import UserError
+
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 AUGMENT_LEVELS = ("none", "light", "strong")
 CLASS_WEIGHTS = ("none", "auto")
@@ -57,7 +59,7 @@ def _per_model(attribute: str, only_set: bool = False) -> Callable[[], str]:
     return text
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid build setting; the message states the rule, the value received and the fix."""
 
 

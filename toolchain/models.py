@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgeclf.runtime.errors import UserError
 from edgeclf.toolchain._tf import keras, keras_home
 
 
-class ModelBuildError(ValueError):
+class ModelBuildError(UserError, ValueError):
     """A model that cannot be built as asked; the message says the fix."""
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.files import write_atomically
 from edgeclf.toolchain._tf import keras, tf
 
@@ -22,7 +23,7 @@ Log = Callable[[str], None]
 FINE_TUNE_LR_FACTOR = 0.05  # stage 2 learns 20x slower than stage 1 (the usual 10-100x)
 
 
-class TrainingSetupError(ValueError):
+class TrainingSetupError(UserError, ValueError):
     """A training option this machine or environment cannot honour; the message says why and the fix."""
 
 

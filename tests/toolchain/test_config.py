@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from edgeclf.toolchain.config import BuildConfig, ConfigError, QuantizeConfig
+from edgeclf.toolchain.config import BuildConfig, ConfigError
 
 
 @pytest.mark.parametrize("key, value, message", [
