@@ -233,16 +233,6 @@ def classify(model_path: str, images: tuple[str, ...], top_k: int, threads: int 
         click.echo(f"{result['image']}: {best}")
 
 
-def describe(model: Model) -> dict:
-    structure = model.structure
-    return {"path": str(model.path), "bytes": len(model.content),
-            "backend": f"{model.backend.name} {model.backend.version}",
-            "input": model.input.as_dict(), "output": model.output.as_dict(),
-            "labels": model.labels, "ops": structure.op_counts(),
-            "float_ops": len(structure.float_ops()), "weight_sparsity": structure.weight_sparsity(),
-            "metadata": model.metadata.as_dict() if model.metadata else None}
-
-
 def _tensor_line(info: dict) -> str:
     quant = f", scale {info['scale']:g}, zero point {info['zero_point']}" if info["scale"] else ""
     return f"{info['dtype']} {info['shape']}{quant}"
@@ -254,7 +244,7 @@ def _tensor_line(info: dict) -> str:
 @reports_errors
 def inspect(model_path: str, as_json: bool) -> None:
     """Show a model's input/output types, shapes, quantization, ops and size."""
-    info = describe(_load_model(model_path))
+    info = _load_model(model_path).describe()
     if as_json:
         emit_json(info)
         return
@@ -406,7 +396,7 @@ html_option = click.option("--html", "html_file", type=click.Path(dir_okay=False
 def eval_command(model_path: str, data: str, threads: int | None, png_file: str | None, html_file: str | None,
                  as_json: bool) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix and misclassified files on a labelled folder."""
-    from edgeclf.runtime.render import confusion_png, eval_page
+    from edgeclf.runtime.render import confusion_png, eval_page, thumbnails
 
     model = _load_model(model_path, threads)
     loaded, targets, root = _labelled_images([model], data, not as_json)
@@ -417,7 +407,7 @@ def eval_command(model_path: str, data: str, threads: int | None, png_file: str 
         if png_file:
             write_atomically(Path(png_file), confusion)
         if html_file:
-            thumbs = _thumbnails(loaded, [m["path"] for m in result["misclassified"][:200]])
+            thumbs = thumbnails(loaded.images, loaded.paths, [m["path"] for m in result["misclassified"][:200]])
             _write_text(html_file, eval_page(result, confusion, thumbs))
     if as_json:
         emit_json(result)
@@ -454,10 +444,10 @@ def eval_command(model_path: str, data: str, threads: int | None, png_file: str 
 def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_drop: float | None,
             html_file: str | None, as_json: bool) -> None:
     """Run models on the same images: accuracy, agreement, flips, divergence, size and latency."""
-    from edgeclf.runtime.bench import LatencyStats, time_invokes
+    from edgeclf.runtime.bench import steady_latency
     from edgeclf.runtime.cpu import cpu_info, int8_notes
     from edgeclf.runtime.evaluate import compare as compare_evaluations
-    from edgeclf.runtime.render import compare_page, confusion_png
+    from edgeclf.runtime.render import compare_page, confusion_png, thumbnails
 
     if len(model_paths) < 2:
         raise InputError(f"compare needs at least two models; received {len(model_paths)}. "
@@ -469,9 +459,9 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
     evaluations = [_evaluate(model, loaded, targets, not as_json) for model in models]
     rows = compare_evaluations(evaluations)
     for model, row in zip(models, rows):
-        times = time_invokes(model, model.prepare(loaded.images[0]), runs=30, min_time=0.2, warmup=3)
+        latency = steady_latency(model, loaded.images[0], runs=30, min_time=0.2, warmup=3)
         row.update({"model": str(model.path), "bytes": len(model.content), "input": model.input.as_dict(),
-                    "int8": model.full_integer, "threads": threads, "median_ms": LatencyStats.of(times).median_ms})
+                    "int8": model.full_integer, "threads": threads, "median_ms": latency.median_ms})
     rows = [{"model": r.pop("model"), **r} for r in rows]
     cpu = cpu_info()
     result = {"data": str(root), "images": int(len(targets)), "skipped": loaded.skipped, "models": rows,
@@ -479,7 +469,7 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
     if html_file:
         flipped = [f["path"] for row in rows[1:] for f in row["flips"][:200]]
         confusions = [confusion_png(e.confusion(), e.labels) for e in evaluations]
-        _write_text(html_file, compare_page(result, confusions, _thumbnails(loaded, flipped)))
+        _write_text(html_file, compare_page(result, confusions, thumbnails(loaded.images, loaded.paths, flipped)))
     dropped = [r for r in rows[1:] if max_drop is not None and -r["difference_pts"] > max_drop]
     if as_json:
         emit_json(result)

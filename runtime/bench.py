@@ -95,6 +95,14 @@ def time_invokes(model: Model, tensors: np.ndarray | Sequence[np.ndarray], runs:
     return np.asarray(times) * 1000.0
 
 
+def steady_latency(model: Model, image: np.ndarray | None = None, runs: int = 100, min_time: float = 0.5,
+                   warmup: int = 10) -> LatencyStats:
+    """Steady-state latency of one inference on `image` (RGB uint8; default a black frame), as the build
+    report, `compare` and the int8 notes quote it."""
+    image = np.zeros((*model.input_size, 3), np.uint8) if image is None else image
+    return LatencyStats.of(time_invokes(model, model.prepare(image), runs=runs, min_time=min_time, warmup=warmup))
+
+
 def bench(path: str | os.PathLike, threads: int | None = None, runs: int = 50, min_time: float = 1.0,
           warmup: int = 5, images: np.ndarray | None = None, source: str = "random") -> BenchResult:
     """Loads the model fresh, times the first inference, then the steady state.

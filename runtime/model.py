@@ -201,6 +201,16 @@ class Model:
         """No float op: the int8 kernels run (what int8 speed depends on)."""
         return not self.structure.float_ops()
 
+    def describe(self) -> dict:
+        """What `edgeclf inspect` shows: size, backend, I/O, labels, ops, float ops, sparsity, metadata."""
+        structure = self.structure
+        return {"path": str(self.path), "bytes": len(self.content),
+                "backend": f"{self.backend.name} {self.backend.version}",
+                "input": self.input.as_dict(), "output": self.output.as_dict(),
+                "labels": self.labels, "ops": structure.op_counts(),
+                "float_ops": len(structure.float_ops()), "weight_sparsity": structure.weight_sparsity(),
+                "metadata": self.metadata.as_dict() if self.metadata else None}
+
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 image (any size) -> the (1, H, W, 3) input tensor in the model's dtype."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -91,6 +91,12 @@ def curves_png(history: dict, width: int = 720, height: int = 300) -> bytes:
 def thumbnail(image_rgb: np.ndarray, side: int = 64) -> bytes:
     interpolation = cv2.INTER_NEAREST if image_rgb.shape[0] < side else cv2.INTER_AREA
     return png(cv2.resize(image_rgb, (side, side), interpolation=interpolation))
+
+
+def thumbnails(images: Any, paths: Sequence[str], wanted: Iterable[str]) -> dict[str, bytes]:
+    """PNG thumbnails of the wanted images (by path) among `images` (indexable, in the order of `paths`)."""
+    index = {path: i for i, path in enumerate(paths)}
+    return {path: thumbnail(images[index[path]]) for path in wanted if path in index}
 
 
 def data_uri(png_bytes: bytes) -> str:

@@ -26,12 +26,12 @@ import numpy as np
 from edgeclf.calibration import CalibrationSet, check, from_folder, select
 from edgeclf.calibration.representative import stratified_indices
 from edgeclf.runtime import metadata as tflite_metadata
-from edgeclf.runtime.bench import LatencyStats, cpu_name, time_invokes
+from edgeclf.runtime.bench import cpu_name, steady_latency
 from edgeclf.runtime.cpu import cpu_info, int8_notes
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.model import Model
-from edgeclf.runtime.render import confusion_png, thumbnail
+from edgeclf.runtime.render import confusion_png, thumbnails
 from edgeclf.toolchain import report as report_module
 from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
@@ -411,8 +411,7 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
 
 
 def _measure(model: Model, evaluation: Evaluation, content: bytes) -> dict:
-    stats = LatencyStats.of(time_invokes(model, model.prepare(np.zeros((*model.input_size, 3), np.uint8)),
-                                         runs=100, min_time=0.5, warmup=10))
+    stats = steady_latency(model)
     return {"bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9)),
             "latency_ms": {"median": stats.median_ms, "p90": stats.p90_ms, "p99": stats.p99_ms,
                            "threads": LATENCY_THREADS, "runs": stats.runs},
@@ -517,11 +516,10 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     report_module.write_json(ctx.run_dir / "dataset_split.json", splits.listing())
     (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
     val = data.splits.val
-    index = {path: i for i, path in enumerate(val.paths)}
     flipped = {f["path"] for a in report["artifacts"].values() for f in a["flips_vs_float32"][:200]}
-    thumbnails = {path: thumbnail(val[index[path]]) for path in flipped if path in index}
     confusions = {name: (ctx.run_dir / f"confusion_{name}.png").read_bytes() for name in report["artifacts"]}
-    (ctx.run_dir / "report.html").write_text(report_module.html_page(report, confusions, thumbnails), encoding="utf-8")
+    page = report_module.html_page(report, confusions, thumbnails(val, val.paths, flipped))
+    (ctx.run_dir / "report.html").write_text(page, encoding="utf-8")
     return report
 
 
