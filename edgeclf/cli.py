@@ -611,7 +611,7 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end."""
     from edgeclf.runtime.serve import LiveServer, parse_address
     from edgeclf.runtime.sources import SourceError, open_source, parse_resolution
-    from edgeclf.runtime.stream import StreamOptionError, StreamOptions, json_line, parse_roi, run_stream
+    from edgeclf.runtime.stream import StreamOptionError, StreamOptions, parse_roi, run_stream
 
     try:
         options = StreamOptions(top_k=top_k, every=every, smooth=smooth, threshold=threshold,
@@ -634,6 +634,23 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     if server:
         click.echo(f"serving {server.url}", err=True)
     writer: list = []  # the video writer, opened on the first frame (its size comes from the frame)
+    on_result = _frame_handler(quiet, record, server, display, writer)
+
+    try:
+        summary = run_stream(model, stream_source, options, on_result, wants_frames=bool(record or server or display))
+    except StreamOptionError as exc:
+        raise InputError(str(exc)) from exc
+    finally:
+        for w in writer:
+            w.release()
+        if server:
+            server.close()
+    _print_stream_summary(summary, source)
+
+
+def _frame_handler(quiet: bool, record: str | None, server: Any, display: bool, writer: list) -> Callable:
+    """What `camera` does with each result: a JSON line, and the annotated frame recorded, served, shown."""
+    from edgeclf.runtime.stream import json_line
 
     def on_result(result: dict, frame: np.ndarray | None) -> None:
         if not quiet:
@@ -653,15 +670,13 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
             if cv2.waitKey(1) & 0xFF == ord("q"):
                 raise KeyboardInterrupt
 
-    try:
-        summary = run_stream(model, stream_source, options, on_result, wants_frames=bool(record or server or display))
-    except StreamOptionError as exc:
-        raise InputError(str(exc)) from exc
-    finally:
-        for w in writer:
-            w.release()
-        if server:
-            server.close()
+    return on_result
+
+
+def _print_stream_summary(summary: Any, source: str) -> None:
+    """The summary as a last JSON line, one human line on stderr; exit 1 when the source failed."""
+    from edgeclf.runtime.stream import json_line
+
     result = summary.as_dict()
     click.echo(json_line({"summary": result}))
     stages = ", ".join(f"{name} {v['median']:.2f}" for name, v in result["stage_ms"].items() if v)

@@ -127,15 +127,7 @@ class Model:
                              "Export it again or copy the complete file.") from exc
         self.backend = get_backend()
         self.num_threads = num_threads
-        if self.backend.name in UNVERIFIED_BACKENDS:
-            _probe(self.path, self.content, self.backend)
-        try:
-            with quiet_native_stderr():
-                self._interpreter = self.backend.interpreter_class(model_content=self.content, num_threads=num_threads)
-                self._interpreter.allocate_tensors()
-            inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        except (ValueError, RuntimeError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
-            raise ModelError(f"{self.path}: the interpreter refused this model ({exc}).") from exc
+        inputs, outputs = self._open_interpreter()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
             shapes = [[int(v) for v in d["shape"]] for d in inputs]
             raise ModelError(f"{self.path}: expected one RGB image input of shape [1, H, W, 3]; "
@@ -162,6 +154,20 @@ class Model:
                                  "1 or 3 finite values (std non-zero). The file is damaged: fix it with "
                                  f"`edgeclf metadata {self.path.name} --labels labels.txt --mean 0 --std 1`.")
         self.labels = labels if labels is not None else self._default_labels()
+
+    def _open_interpreter(self) -> tuple[list[dict], list[dict]]:
+        """Creates the interpreter (after a test load in a child process for backends that may crash on bad
+        files); returns its input and output details."""
+        if self.backend.name in UNVERIFIED_BACKENDS:
+            _probe(self.path, self.content, self.backend)
+        try:
+            with quiet_native_stderr():
+                self._interpreter = self.backend.interpreter_class(model_content=self.content,
+                                                                   num_threads=self.num_threads)
+                self._interpreter.allocate_tensors()
+            return self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        except (ValueError, RuntimeError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise ModelError(f"{self.path}: the interpreter refused this model ({exc}).") from exc
 
     def _default_labels(self) -> list[str]:
         """Labels from the metadata, else labels.txt beside the model, else class indices."""

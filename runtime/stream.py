@@ -150,11 +150,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
             raw = model.invoke(frame.tensor)
             t2 = time.perf_counter()
             history.append(model.dequantize(raw)[0])
-            scores = np.mean(history, axis=0) if len(history) > 1 else history[0]
-            top = [{"label": label, "score": score} for label, score in model.top_k(scores, options.top_k)]
-            if top[0]["score"] < options.threshold:
-                top.insert(0, {"label": "unknown", "score": top[0]["score"]})
-                top = top[:options.top_k]
+            top = _top_labels(model, history, options)
             t3 = time.perf_counter()
             stage = {"capture": frame.capture_ms, "preprocess": frame.preprocess_ms, "invoke": (t2 - t1) * 1e3,
                      "post": (t3 - t2) * 1e3}
@@ -176,6 +172,16 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
         grabber.close()
         summary.frames_read, summary.dropped, summary.read_errors = grabber.read, grabber.dropped, grabber.read_errors
     return summary
+
+
+def _top_labels(model: Model, history: deque, options: StreamOptions) -> list[dict]:
+    """Top-k of the scores averaged over the last `smooth` frames; "unknown" first below the threshold."""
+    scores = np.mean(history, axis=0) if len(history) > 1 else history[0]
+    top = [{"label": label, "score": score} for label, score in model.top_k(scores, options.top_k)]
+    if top[0]["score"] < options.threshold:
+        top.insert(0, {"label": "unknown", "score": top[0]["score"]})
+        top = top[:options.top_k]
+    return top
 
 
 def json_line(record: dict) -> str:

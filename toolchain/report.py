@@ -30,6 +30,11 @@ def _skipped_examples(skipped: list[dict], shown: int = 5) -> str:
 
 def markdown(report: dict) -> str:
     """Renders the report a person reads; states what pruning bought in measured numbers."""
+    sections = (_artifacts_md, _pruning_md, _quantization_md, _calibration_md, _training_md, _stages_md)
+    return "\n".join(line for section in sections for line in section(report)) + "\n"
+
+
+def _artifacts_md(report: dict) -> list[str]:
     data, artifacts = report["dataset"], report["artifacts"]
     lines = [f"# edgeclf build: {report['model']['name']} @ {report['model']['size']}px", "",
              f"Data: `{data['root']}`: {data['train']} train / {data['val']} val images, "
@@ -50,8 +55,12 @@ def markdown(report: dict) -> str:
                       f"({latency['cpu']['feature_list']}; int8 dot product: "
                       f"{'yes' if latency['cpu']['int8_dot_product'] else 'no'})."]
         lines += [f"{note}" for note in latency["int8_notes"]]
-    sparsity = report["sparsity"]
-    lines += ["", "## Pruning", ""]
+    return lines
+
+
+def _pruning_md(report: dict) -> list[str]:
+    sparsity, artifacts = report["sparsity"], report["artifacts"]
+    lines = ["", "## Pruning", ""]
     if sparsity["layers"] and any(layer["pruned"] for layer in sparsity["layers"].values()) and report.get("dense_reference"):
         dense = report.get("dense_reference")
         lines.append(f"Structure {sparsity.get('structure', 'unstructured')}; measured "
@@ -80,6 +89,11 @@ def markdown(report: dict) -> str:
         conforming = f"{layer['m_by_n_conformance']:.3f}" if "m_by_n_conformance" in layer else "-"
         lines.append(f"| {name} | {layer['weights']} | {layer['sparsity']:.3f} | "
                      f"{'yes' if layer['pruned'] else 'no (kept dense)'} | {conforming} |")
+    return lines
+
+
+def _quantization_md(report: dict) -> list[str]:
+    lines = []
     worst = (report.get("quantization_error") or {}).get("worst_layers") or []
     if worst:
         lines += ["", "## Layers with the largest int8 error", "",
@@ -95,20 +109,31 @@ def markdown(report: dict) -> str:
                    else "passed" if gate["passed"] else "FAILED: " + "; ".join(gate["failed"]))
         lines += ["", "## Quantization quality gate", "",
                   f"Top-1 drop against float32 in points: {drops}. Limit {gate['max_drop']}: {verdict}."]
+    return lines
+
+
+def _calibration_md(report: dict) -> list[str]:
     calibration = report.get("calibration")
-    if calibration:
-        lines += ["", "## Calibration", "",
-                  f"{calibration['size']} images from {calibration.get('source', 'the training split')} "
-                  f"(class-stratified, seed {calibration['seed']}, no augmentation), "
-                  f"pixel range {calibration['pixel_range']}; per class: "
-                  + ", ".join(f"{k}: {v}" for k, v in calibration["per_class"].items()) + "."]
-        lines += [f"- warning: {w}" for w in calibration.get("warnings", [])]
+    if not calibration:
+        return []
+    return (["", "## Calibration", "",
+             f"{calibration['size']} images from {calibration.get('source', 'the training split')} "
+             f"(class-stratified, seed {calibration['seed']}, no augmentation), "
+             f"pixel range {calibration['pixel_range']}; per class: "
+             + ", ".join(f"{k}: {v}" for k, v in calibration["per_class"].items()) + "."]
+            + [f"- warning: {w}" for w in calibration.get("warnings", [])])
+
+
+def _training_md(report: dict) -> list[str]:
     training = report.get("training") or {}
-    if training:
-        lines += ["", "## Training", ""] + [f"- {key.replace('_', ' ')}: {value}" for key, value in training.items()]
-    lines += ["", "## Stages (seconds)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {seconds:.1f} |" for name, seconds in report["stages"].items()]
-    return "\n".join(lines) + "\n"
+    if not training:
+        return []
+    return ["", "## Training", ""] + [f"- {key.replace('_', ' ')}: {value}" for key, value in training.items()]
+
+
+def _stages_md(report: dict) -> list[str]:
+    return (["", "## Stages (seconds)", "", "| stage | seconds |", "|---|---|"]
+            + [f"| {name} | {seconds:.1f} |" for name, seconds in report["stages"].items()])
 
 
 def html_page(report: dict, confusions: dict[str, bytes], thumbnails: dict[str, bytes]) -> str:
