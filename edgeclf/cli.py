@@ -8,7 +8,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import click
 import numpy as np
@@ -55,6 +55,17 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def echo_table(header: Sequence[str], rows: Iterable[Sequence[str]], widths: Sequence[int], sep: str = " ") -> None:
+    """Every tabular output: the first column left-aligned, the others right-aligned, each in its width."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "  " + sep.join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
+
+    click.echo(line(header))
+    for row in rows:
+        click.echo(line(row))
 
 
 def _threads(value: int | None) -> int | None:
@@ -186,9 +197,8 @@ def data_command(folder: str, show: int, as_json: bool) -> None:
         return
     click.echo(f"{result.root}: {result.layout}, {len(result.classes)} classes")
     splits = list(result.counts)
-    click.echo(f"  {'class':24s}" + "".join(f"{name:>8s}" for name in splits))
-    for name in result.classes:
-        click.echo(f"  {name[:24]:24s}" + "".join(f"{result.counts[s][name]:8d}" for s in splits))
+    echo_table(["class", *splits], ([name[:24], *(str(result.counts[s][name]) for s in splits)] for name in result.classes),
+               [24] + [8] * len(splits), sep="")
     click.echo("  image sizes (longer side, px): " + ", ".join(f"{b}: {n}" for b, n in result.sizes.items()))
     click.echo("  most common: " + ", ".join(f"{size} ({n})" for size, n in result.common_sizes))
     click.echo(f"  duplicates (identical bytes): {len(result.duplicates)} group(s)")
@@ -414,16 +424,15 @@ def eval_command(model_path: str, data: str, threads: int | None, png_file: str 
         return
     click.echo(f"{model_path} on {root}: top-1 {100 * evaluation.accuracy:.2f}%  top-5 "
                f"{100 * evaluation.top5:.2f}%  ({len(targets)} images, {len(loaded.skipped)} skipped)")
-    click.echo(f"  {'class':20s} {'support':>8s} {'precision':>10s} {'recall':>8s} {'F1':>8s}")
-    for label, stats in result["per_class"].items():
-        click.echo(f"  {label[:20]:20s} {stats['support']:8d} {stats['precision']:10.3f} {stats['recall']:8.3f} "
-                   f"{stats['f1']:8.3f}")
+    echo_table(["class", "support", "precision", "recall", "F1"],
+               ([label[:20], str(c["support"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}"]
+                for label, c in result["per_class"].items()), [20, 8, 10, 8, 8])
     matrix = evaluation.confusion()
     width = max(4, max(len(str(v)) for v in matrix.flat) + 1)
     click.echo("  confusion (rows: true, columns: predicted)")
-    click.echo("  " + " " * 12 + "".join(f"{label[:width - 1]:>{width}s}" for label in evaluation.labels))
-    for label, row in zip(evaluation.labels, matrix):
-        click.echo(f"  {label[:12]:12s}" + "".join(f"{v:>{width}d}" for v in row))
+    echo_table(["", *(label[:width - 1] for label in evaluation.labels)],
+               ([label[:12], *(str(v) for v in row)] for label, row in zip(evaluation.labels, matrix)),
+               [12] + [width] * len(evaluation.labels), sep="")
     wrong = result["misclassified"]
     click.echo(f"  misclassified: {len(wrong)}")
     for m in wrong[:20]:
@@ -475,12 +484,11 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
         emit_json(result)
     else:
         click.echo(f"{len(targets)} images from {root}")
-        click.echo(f"  {'model':40s} {'KiB':>8s} {'top-1':>8s} {'diff pts':>9s} {'agree':>8s} {'KL':>8s} "
-                   f"{'cosine':>7s} {'flips':>6s} {'ms':>8s}")
-        for row in rows:
-            click.echo(f"  {row['model'][-40:]:40s} {row['bytes'] / 1024:8.1f} {100 * row['accuracy']:7.2f}% "
-                       f"{row['difference_pts']:+9.2f} {100 * row['agreement']:7.2f}% {row['mean_kl']:8.4f} "
-                       f"{row['mean_cosine']:7.4f} {len(row['flips']):6d} {row['median_ms']:8.3f}")
+        echo_table(["model", "KiB", "top-1", "diff pts", "agree", "KL", "cosine", "flips", "ms"],
+                   ([r["model"][-40:], f"{r['bytes'] / 1024:.1f}", f"{100 * r['accuracy']:.2f}%",
+                     f"{r['difference_pts']:+.2f}", f"{100 * r['agreement']:.2f}%", f"{r['mean_kl']:.4f}",
+                     f"{r['mean_cosine']:.4f}", str(len(r["flips"])), f"{r['median_ms']:.3f}"] for r in rows),
+                   [40, 8, 8, 9, 8, 8, 7, 6, 8])
         for row in rows[1:]:
             for f in row["flips"][:10]:
                 click.echo(f"    flip {f['path']}: {f['label']}: {f['reference']} -> {f['other']} ({f['outcome']})")
@@ -548,12 +556,11 @@ def bench(model_paths: tuple[str, ...], threads: str, runs: int, min_time: float
     else:
         click.echo(f"{cpu.name}, {cpu.cores} cores, {cpu.feature_list()}; {results[0]['backend']}; "
                    f"input: {results[0]['input']}")
-        click.echo(f"  {'model':40s} {'KiB':>8s} {'threads':>7s} {'load ms':>8s} {'first ms':>9s} {'median ms':>10s} "
-                   f"{'p90 ms':>8s} {'p99 ms':>8s} {'inf/s':>8s} {'vs first':>8s}")
-        for r in results:
-            click.echo(f"  {r['model'][-40:]:40s} {r['bytes'] / 1024:8.1f} {r['threads']:7d} {r['load_ms']:8.1f} "
-                       f"{r['first_ms']:9.2f} {r['median_ms']:10.3f} {r['p90_ms']:8.3f} {r['p99_ms']:8.3f} "
-                       f"{r['throughput']:8.1f} {r['ratio_to_first']:7.2f}x")
+        echo_table(["model", "KiB", "threads", "load ms", "first ms", "median ms", "p90 ms", "p99 ms", "inf/s", "vs first"],
+                   ([r["model"][-40:], f"{r['bytes'] / 1024:.1f}", str(r["threads"]), f"{r['load_ms']:.1f}",
+                     f"{r['first_ms']:.2f}", f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                     f"{r['throughput']:.1f}", f"{r['ratio_to_first']:.2f}x"] for r in results),
+                   [40, 8, 7, 8, 9, 10, 8, 8, 8, 8])
         click.echo(f"  peak RSS {max(r['peak_rss_mb'] for r in results):.1f} MiB")
         for note in notes:
             click.echo(f"  {note}")
