@@ -37,3 +37,13 @@ def make_photo_folder(root: Path, per_class: int, seed: int = 0, sides: tuple[in
             crop = cv2.resize(crop, (out, out), interpolation=cv2.INTER_AREA if out < side else cv2.INTER_LINEAR)
             cv2.imwrite(str(folder / f"{i:04d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return root
+
+
+def load_arrays(root: Path | str, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 pixels (N, size, size, 3), 0-255, and class indices of root/<split>/<class>/*, classes sorted."""
+    from edgeclf.runtime.preprocess import preprocess
+
+    folder = Path(root) / split
+    pairs = [(path, i) for i, name in enumerate(sorted(p.name for p in folder.iterdir()))
+             for path in sorted((folder / name).iterdir())]
+    return np.stack([preprocess(path, size) for path, _ in pairs]).astype(np.float32), np.array([i for _, i in pairs])

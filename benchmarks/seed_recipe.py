@@ -117,15 +117,10 @@ PRETRAIN = r'''
 import os, sys, json
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np, tf_keras as k
-from edgeclf.runtime.preprocess import preprocess
+from _photos import load_arrays  # benchmarks/ is on PYTHONPATH
 
 root, out, epochs, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-def load(split):
-    classes = sorted(os.listdir(os.path.join(root, split)))
-    pairs = [(os.path.join(root, split, c, f), i) for i, c in enumerate(classes)
-             for f in sorted(os.listdir(os.path.join(root, split, c)))]
-    return np.stack([preprocess(p, size) for p, _ in pairs]).astype(np.float32), np.array([i for _, i in pairs])
-(xt, yt), (xv, yv) = load("train"), load("val")
+(xt, yt), (xv, yv) = load_arrays(root, "train", size), load_arrays(root, "val", size)
 k.utils.set_random_seed(0)
 base = k.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg")
 for layer in base.layers:
@@ -239,7 +234,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = {**os.environ, "EDGECLF_CACHE": str(tmp / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_USE_LEGACY_KERAS": "1"}
+               "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent)}
         roots = {}
         for label, per_class in folders.items():
             roots[label] = tmp / label

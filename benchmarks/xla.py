@@ -29,7 +29,7 @@ FAMILIES = {"tiny": 32, "cnn": 96, "resnet_mini": 32, "mobilenet_v2": 96}
 TRAIN = r'''
 import os, sys, json, time
 import numpy as np
-from edgeclf.runtime.preprocess import preprocess
+from _photos import load_arrays  # benchmarks/ is on PYTHONPATH
 from edgeclf.toolchain._tf import keras, tf
 from edgeclf.toolchain.config import ModelConfig
 from edgeclf.toolchain.models import create_model, follow_steps_with_batchnorm
@@ -37,12 +37,7 @@ from edgeclf.toolchain.train import compile_model
 
 root, name, size, epochs, xla = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 deterministic = not (xla and name == "cnn")
-def load(split):
-    classes = sorted(os.listdir(os.path.join(root, split)))
-    pairs = [(os.path.join(root, split, c, f), i) for i, c in enumerate(classes)
-             for f in sorted(os.listdir(os.path.join(root, split, c)))]
-    return np.stack([preprocess(p, size) for p, _ in pairs]).astype(np.float32), np.array([i for _, i in pairs])
-(xt, yt), (xv, yv) = load("train"), load("val")
+(xt, yt), (xv, yv) = load_arrays(root, "train", size), load_arrays(root, "val", size)
 k = keras()
 k.utils.set_random_seed(0)
 if deterministic:
@@ -62,7 +57,8 @@ print(json.dumps({"first": seconds[0], "later": float(np.mean(seconds[1:])), "va
 
 
 def _run(root: Path, name: str, size: int, epochs: int, xla: bool) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parent)}
     proc = subprocess.run([sys.executable, "-c", TRAIN, str(root), name, str(size), str(epochs), "1" if xla else "0"],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:

@@ -94,7 +94,7 @@ def _setting_option(setting: Any) -> click.Option:
     decls = [setting.flag]
     if setting.type is bool:
         decls = [f"{setting.flag}/--no-{setting.flag[2:]}"] if default else decls
-        kwargs["is_flag"] = not default
+        kwargs["is_flag"] = True
     elif meta["choices"]:
         kwargs["type"] = click.Choice(list(meta["choices"]))
     elif meta["folder"]:

@@ -52,3 +52,24 @@ def test_build_console_has_only_edgeclfs_own_lines(tmp_path):
                            "--int8", "--calib-data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "nowhere" in done.stderr.splitlines()[-1], done.stderr
+
+
+def test_every_config_setting_is_a_build_option_with_its_flag_default_and_choices():
+    from edgeclf.toolchain.config import settings
+
+    options = {param.name: param for param in cli.commands["build"].params}
+    declared = settings()
+    assert len(declared) >= 39  # the 39 flags build had when its options were written by hand
+    for setting in declared:
+        option = options[setting.key.replace(".", "__")]
+        assert setting.flag in option.opts and option.default == setting.field.default
+        if setting.field.metadata["choices"]:
+            assert list(option.type.choices) == list(setting.field.metadata["choices"])
+    text = CliRunner().invoke(cli, ["build", "--help"]).output
+    assert "--io [uint8|int8|float32]" in text and "--flip / --no-flip" in text and "mobilenet_v2 96" in text
+
+
+def test_a_choice_flag_is_refused_with_the_valid_values(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--io", "int4", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "'int4' is not one of 'uint8', 'int8', 'float32'" in result.output
+    assert not (tmp_path / "runs").exists()
