@@ -8,8 +8,11 @@ int8 differs by rounding. LiteRT runs int8 on XNNPACK on both ISAs: outputs with
 of the 1/256 output scale) and the same top-1 wherever x86's winner leads by more than that. tflite-
 runtime 2.14 runs TFLite's own int8 kernels, whose rounding differs more between ISAs (up to 0.43 on
 this MobileNetV2; it differs from LiteRT by as much on x86 alone), so there the test asks what a user
-needs: the same top-1 as x86 for at least 95% of the photos, and int8 as faithful to float32 on the
-device as on x86 (agreement within 2 points). The figures go to agreement.json, which make test-arm prints.
+needs: the same top-1 as x86 for at least 95% of the photos, and int8 at least as faithful to float32
+on the device as on x86, less 2 points (the build report's agreement must not overstate the device's;
+the device doing better is no failure: with the fixture model trained with oneDNN the armv7 int8 model
+agreed with float32 on 91.7% of the photos where x86 gave 89.2%). The figures go to agreement.json,
+which make test-arm prints.
 """
 from __future__ import annotations
 
@@ -81,4 +84,4 @@ def test_outputs_match_x86():
         else:
             fidelity = row["top1_agreement_with_float32"]
             assert row["top1_agreement_with_x86"] >= 0.95, f"{name}: {row}"
-            assert abs(fidelity["here"] - fidelity["x86"]) <= 0.02, f"{name}: {row}"
+            assert fidelity["here"] >= fidelity["x86"] - 0.02, f"{name}: {row}"
