@@ -143,7 +143,7 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
              if ctx.get_parameter_source(s.key.replace(".", "__")) != click.core.ParameterSource.DEFAULT}
     config = config.override(given)
 
-    from edgeclf.toolchain.build import QualityGateFailed
+    from edgeclf.toolchain.gate import QualityGateFailed
     from edgeclf.toolchain.build import build as run_build
     from edgeclf.toolchain.export import ExportError
     from edgeclf.toolchain.runfolder import DiskFull

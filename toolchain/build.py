@@ -11,13 +11,11 @@ import hashlib
 import json
 import gzip
 import logging
-import os
 import platform
 import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +23,7 @@ import numpy as np
 
 from edgeclf.calibration import CalibrationSet, check, from_folder, select
 from edgeclf.calibration.representative import stratified_indices
-from edgeclf.runtime import metadata as tflite_metadata
-from edgeclf.runtime.bench import cpu_name, steady_latency
+from edgeclf.runtime.bench import steady_latency
 from edgeclf.runtime.cpu import cpu_info, int8_notes
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
 from edgeclf.runtime.files import write_atomically
@@ -36,6 +33,7 @@ from edgeclf.toolchain import report as report_module
 from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
 from edgeclf.toolchain.data import Splits, load_splits
+from edgeclf.toolchain.gate import QualityGateFailed, quality_gate
 from edgeclf.toolchain.models import (ModelSpec, create_model, follow_steps_with_batchnorm, get_spec, input_size,
                                       is_model_file, is_pretrained)
 from edgeclf.toolchain.runfolder import RunFolder, remove_stale_resume
@@ -364,22 +362,6 @@ def _representative_set(config: BuildConfig, data: DataResult) -> tuple[Calibrat
     return dataclasses.replace(calibration, warnings=tuple(warnings)), images
 
 
-def _with_metadata(content: bytes, name: str, config: BuildConfig, data: DataResult) -> bytes:
-    """Packs TFLite Metadata (labels, RGB 0-255 input, mean 0 / std 1) into artifact `name`."""
-    from edgeclf import __version__
-    from edgeclf.toolchain.export import variant
-
-    io_text = {"uint8": "uint8 pixels, scale 1, zero point 0", "int8": "int8 values (see the input quantization)",
-               "float32": "float32 pixels"}[config.quantize.io] if variant(name).takes_io else "float32 pixels"
-    description = (f"{config.model.name} image classifier ({len(data.splits.classes)} classes) built by edgeclf "
-                   f"{__version__}. Input: RGB pixels 0-255 as {io_text}, resized to {data.size}x{data.size}; "
-                   "the model normalizes them itself. Output: class probabilities.")
-    return tflite_metadata.write(content, tflite_metadata.ModelMetadata(
-        name=f"edgeclf {config.model.name} {data.size}px {name}", labels=tuple(data.splits.classes),
-        description=description, version=config.export.version, author=config.export.author,
-        license=config.export.license))
-
-
 def _write_artifact(path: Path, content: bytes, ctx: BuildContext, started: float) -> None:
     path.write_bytes(content)
     ctx.log(f"  saved {path.name} ({len(content) / 1024:.1f} KiB, gzip {len(gzip.compress(content)) / 1024:.1f} KiB, "
@@ -387,7 +369,7 @@ def _write_artifact(path: Path, content: bytes, ctx: BuildContext, started: floa
 
 
 def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
-    from edgeclf.toolchain.export import REFERENCE
+    from edgeclf.toolchain.export import REFERENCE, with_metadata
 
     data: DataResult = ctx.data
     final = ctx.prune.model
@@ -400,12 +382,14 @@ def run_export(config: BuildConfig, ctx: BuildContext) -> ExportResult:
     artifacts = {}
     started = time.perf_counter()
     artifacts[REFERENCE.name] = run_dir / f"model_{REFERENCE.name}.tflite"
-    _write_artifact(artifacts[REFERENCE.name], _with_metadata(REFERENCE.convert(final, None), REFERENCE.name, config, data),
-                    ctx, started)
+    classes = data.splits.classes
+    reference = with_metadata(REFERENCE.convert(final, None), REFERENCE.name, config, classes, data.size)
+    _write_artifact(artifacts[REFERENCE.name], reference, ctx, started)
     for name, content in ctx.quantize.contents.items():
         artifacts[name] = run_dir / f"model_{name}.tflite"
-        _write_artifact(artifacts[name], _with_metadata(content, name, config, data), ctx, time.perf_counter())
-    dense = (_with_metadata(REFERENCE.convert(ctx.train.model, None), REFERENCE.name, config, data)
+        _write_artifact(artifacts[name], with_metadata(content, name, config, classes, data.size), ctx,
+                        time.perf_counter())
+    dense = (with_metadata(REFERENCE.convert(ctx.train.model, None), REFERENCE.name, config, classes, data.size)
              if config.prune.target > 0 else None)
     return ExportResult(artifacts, dense)
 
@@ -452,17 +436,6 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
         dense = _measure(model, evaluate(model, val, val.labels), export.dense_reference)
         reference.unlink()
     return EvaluateResult(entries, dense)
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("edgeclf", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
-                    "numpy", "opencv-python-headless"):
-        try:
-            versions[package] = package_metadata.version(package)
-        except package_metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _class_weight_report(config: BuildConfig, splits: Splits) -> dict | None:
@@ -523,38 +496,11 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     return report
 
 
-class QualityGateFailed(RuntimeError):
-    """The build finished but an int8 variant lost more accuracy than --max-drop allows."""
-
-    def __init__(self, run_dir: Path, message: str) -> None:
-        super().__init__(message)
-        self.run_dir = run_dir
-
-
-def quality_gate(config: BuildConfig, artifacts: dict[str, dict]) -> dict:
-    """Top-1 drop of each int8-weight variant against float32, and whether --max-drop holds."""
-    from edgeclf.toolchain.export import VARIANTS
-
-    reference = artifacts["float32"]["accuracy"]
-    drops = {v.name: round(100 * (reference - artifacts[v.name]["accuracy"]), 4)
-             for v in VARIANTS if v.int8_weights and v.name in artifacts}
-    limit = config.quantize.max_drop
-    failed = {name: drop for name, drop in drops.items() if limit is not None and drop > limit}
-    return {"max_drop": limit, "drop_points": drops, "passed": not failed,
-            "failed": [f"{name} top-1 is {drop:.2f} points below float32 (--max-drop {limit})"
-                       for name, drop in failed.items()]}
-
-
 # The single source of truth for what a build does, in order.
 STAGES: tuple[tuple[str, Callable[[BuildConfig, BuildContext], Any]], ...] = (
     ("data", run_data), ("model", run_model), ("train", run_train), ("prune", run_prune),
     ("quantize", run_quantize), ("export", run_export), ("evaluate", run_evaluate), ("report", run_report),
 )
-
-
-def _env(config: BuildConfig) -> dict:
-    return {"versions": _versions(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "seed": config.seed}
 
 
 def _resume_dir(config: BuildConfig, out: Path) -> Path:
@@ -623,7 +569,7 @@ def _prepare_resume(config: BuildConfig, out: Path, log: Callable[[str], None]) 
 
 def _run_stages(config: BuildConfig, ctx: BuildContext) -> None:
     (ctx.run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    report_module.write_json(ctx.run_dir / "env.json", _env(config))
+    report_module.write_json(ctx.run_dir / "env.json", report_module.environment(config.seed))
     for stage_index, (name, stage) in enumerate(STAGES, 1):
         ctx.log(f"[{stage_index}/{len(STAGES)}] {name}")
         started = time.perf_counter()

@@ -245,3 +245,19 @@ def _raw_pixel_input(content: bytes) -> bytes:
     quantization.scale = [1.0]
     quantization.zeroPoint = [0]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def with_metadata(content: bytes, name: str, config: Any, classes: tuple[str, ...], size: int) -> bytes:
+    """Packs TFLite Metadata (labels, RGB 0-255 input, mean 0 / std 1) into artifact `name`."""
+    from edgeclf import __version__
+    from edgeclf.runtime import metadata as tflite_metadata
+
+    io_text = {"uint8": "uint8 pixels, scale 1, zero point 0", "int8": "int8 values (see the input quantization)",
+               "float32": "float32 pixels"}[config.quantize.io] if variant(name).takes_io else "float32 pixels"
+    description = (f"{config.model.name} image classifier ({len(classes)} classes) built by edgeclf "
+                   f"{__version__}. Input: RGB pixels 0-255 as {io_text}, resized to {size}x{size}; "
+                   "the model normalizes them itself. Output: class probabilities.")
+    return tflite_metadata.write(content, tflite_metadata.ModelMetadata(
+        name=f"edgeclf {config.model.name} {size}px {name}", labels=tuple(classes),
+        description=description, version=config.export.version, author=config.export.author,
+        license=config.export.license))

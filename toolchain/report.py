@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import platform
+from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +171,22 @@ def html_page(report: dict, confusions: dict[str, bytes], thumbnails: dict[str, 
         sections.append((f"{name}: predictions that differ from float32 ({len(artifact['flips_vs_float32'])})",
                          flipped or "<p>none</p>"))
     return render.page(f"edgeclf build: {report['model']['name']} @ {report['model']['size']}px", sections)
+
+
+def environment(seed: int) -> dict:
+    """env.json: the versions, CPU and platform a run was built with."""
+    from edgeclf.runtime.bench import cpu_name
+
+    return {"versions": _versions(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "seed": seed}
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("edgeclf", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
+                    "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = package_metadata.version(package)
+        except package_metadata.PackageNotFoundError:
+            continue
+    return versions
