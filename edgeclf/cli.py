@@ -103,7 +103,7 @@ def _setting_option(setting: Any) -> click.Option:
         kwargs["type"] = setting.type
     else:  # tuple[str, ...]: a repeatable option
         kwargs["multiple"] = True
-    return click.Option([*decls, setting.key.replace(".", "__")], **kwargs)  # build() receives section__name
+    return click.Option([*decls, setting.param], **kwargs)
 
 
 class SettingsCommand(click.Command):
@@ -139,8 +139,8 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
     from edgeclf.toolchain.config import BuildConfig, settings
 
     config = BuildConfig.from_yaml(config_file) if config_file else BuildConfig()
-    given = {s.key: flags[s.key.replace(".", "__")] for s in settings()  # a flag overrides --config only when given
-             if ctx.get_parameter_source(s.key.replace(".", "__")) != click.core.ParameterSource.DEFAULT}
+    given = {s.key: flags[s.param] for s in settings()  # a flag overrides --config only when given
+             if ctx.get_parameter_source(s.param) != click.core.ParameterSource.DEFAULT}
     config = config.override(given)
 
     from edgeclf.toolchain.gate import QualityGateFailed

@@ -363,16 +363,24 @@ class Setting:
     field: dataclasses.Field
     type: Any  # the field's type without None: bool, int, float, str or tuple[str, ...]
 
+    @property
+    def param(self) -> str:
+        """The option's parameter name, "section__name" (a key with its dot replaced)."""
+        return self.key.replace(".", "__")
+
 
 def settings() -> list[Setting]:
     """Every field of BuildConfig that is a build option, in declaration order."""
     import typing
 
-    found = []
+    found, top = [], typing.get_type_hints(BuildConfig)
     for section in dataclasses.fields(BuildConfig):
         owner = section.default_factory if section.default_factory is not dataclasses.MISSING else None
-        members = [(f"{section.name}.{f.name}", f, typing.get_type_hints(owner)[f.name]) for f in dataclasses.fields(owner)
-                   ] if owner else [(section.name, section, typing.get_type_hints(BuildConfig)[section.name])]
+        if owner is None:
+            members = [(section.name, section, top[section.name])]
+        else:
+            hints = typing.get_type_hints(owner)
+            members = [(f"{section.name}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(owner)]
         for key, spec, hint in members:
             if spec.metadata.get("option"):
                 kinds = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]

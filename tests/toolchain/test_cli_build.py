@@ -61,7 +61,7 @@ def test_every_config_setting_is_a_build_option_with_its_flag_default_and_choice
     declared = settings()
     assert len(declared) >= 39  # the 39 flags build had when its options were written by hand
     for setting in declared:
-        option = options[setting.key.replace(".", "__")]
+        option = options[setting.param]
         assert setting.flag in option.opts and option.default == setting.field.default
         if setting.field.metadata["choices"]:
             assert list(option.type.choices) == list(setting.field.metadata["choices"])
