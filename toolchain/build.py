@@ -155,13 +155,19 @@ def _learning_rate(config: BuildConfig, spec: ModelSpec) -> float:
 
 def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
     """Training batches (shuffled, augmented, class-weighted as configured) and validation batches."""
-    from edgeclf.toolchain.pipeline import Augmentation, class_weights, make_dataset
+    from edgeclf.toolchain.pipeline import Augmentation, make_dataset
 
     batch, data = config.train.batch_size, config.data
-    weights = class_weights(splits.train.labels, len(splits.classes)) if data.class_weight == "auto" else None
     train = make_dataset(splits.train, splits.train.labels, batch, True, config.seed,
-                         Augmentation.level(data.augment, data.flip), weights)
+                         Augmentation.level(data.augment, data.flip), _class_weights(config, splits))
     return train, make_dataset(splits.val, splits.val.labels, batch, False, config.seed)
+
+
+def _class_weights(config: BuildConfig, splits: Splits) -> dict[int, float] | None:
+    """Per-class loss weights with --class-weight auto, else None."""
+    from edgeclf.toolchain.pipeline import class_weights
+
+    return class_weights(splits.train.labels, len(splits.classes)) if config.data.class_weight == "auto" else None
 
 
 def _fit_options(config: BuildConfig, ctx: BuildContext, stage: str) -> Any:
@@ -218,13 +224,12 @@ def _train_whole(config: BuildConfig, ctx: BuildContext, model: Any) -> dict:
 def _train_pretrained(config: BuildConfig, ctx: BuildContext, model: Any) -> tuple[dict, dict]:
     """Stage 1 trains the head on the frozen base's features (toolchain/frozen.py), stage 2 fine-tunes."""
     from edgeclf.toolchain.frozen import frozen_features
-    from edgeclf.toolchain.pipeline import Augmentation, class_weights
+    from edgeclf.toolchain.pipeline import Augmentation
     from edgeclf.toolchain.train import FINE_TUNE_LR_FACTOR, fit
 
-    splits, batch, data = ctx.data.splits, config.train.batch_size, config.data
-    weights = class_weights(splits.train.labels, len(splits.classes)) if data.class_weight == "auto" else None
-    frozen = frozen_features(model, splits.train, splits.val, batch, config.seed,
-                             Augmentation.level(data.augment, data.flip), weights)
+    splits, data = ctx.data.splits, config.data
+    frozen = frozen_features(model, splits.train, splits.val, config.train.batch_size, config.seed,
+                             Augmentation.level(data.augment, data.flip), _class_weights(config, splits))
     ctx.log(f"  stage 1: {frozen.describe()}")
     learning_rate = _learning_rate(config, ctx.data.spec)
     history = fit(frozen.head, frozen.train, frozen.val, config.train.epochs, learning_rate, ctx.log,
@@ -233,14 +238,15 @@ def _train_pretrained(config: BuildConfig, ctx: BuildContext, model: Any) -> tup
     notes = {"stage1": frozen.describe(), "stage1_mode": frozen.mode}
     if config.train.fine_tune_epochs > 0:
         train, val = _datasets(config, splits)
-        history = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR, history)
-        notes["stage2"] = f"top {int(history['unfrozen_layers'][0])} base layers unfrozen (BatchNorm kept frozen)"
+        history, notes["stage2"] = _fine_tune(config, ctx, model, train, val, learning_rate * FINE_TUNE_LR_FACTOR,
+                                              history)
     return history, notes
 
 
 def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, val: Any, learning_rate: float,
-               history: dict) -> dict:
-    """Stage 2; keeps stage 1's weights when fine-tuning never beats them on validation accuracy."""
+               history: dict) -> tuple[dict, str]:
+    """Stage 2; keeps stage 1's weights when fine-tuning never beats them on validation accuracy.
+    Returns the merged history and what was done, for the report."""
     from edgeclf.toolchain.models import unfreeze_top
     from edgeclf.toolchain.train import fit
 
@@ -249,17 +255,18 @@ def _fine_tune(config: BuildConfig, ctx: BuildContext, model: Any, train: Any, v
     best_stage1 = max(history.get("val_accuracy", [0.0]))
     stage1_weights = model.get_weights()
     unfrozen = unfreeze_top(model, layers)
-    ctx.log(f"  stage 2: {unfrozen} of the top {layers} base layers unfrozen (BatchNorm kept frozen), "
-            f"{_trainable(model):,} trainable weights, learning rate {learning_rate:g}")
+    done = f"{unfrozen} of the top {layers} base layers unfrozen (BatchNorm kept frozen)"
+    ctx.log(f"  stage 2: {done}, {_trainable(model):,} trainable weights, learning rate {learning_rate:g}")
     fine = fit(model, train, val, config.train.fine_tune_epochs, learning_rate, ctx.log, label="stage 2 (fine-tune)",
                options=_fit_options(config, ctx, "train-2"))
     if max(fine.get("val_accuracy", [0.0])) < best_stage1:
         model.set_weights(stage1_weights)
         ctx.log(f"  stage 2 never beat stage 1's validation accuracy {best_stage1:.4f}: keeping stage 1's weights")
+        done += f"; it never beat stage 1's validation accuracy {best_stage1:.4f}, so stage 1's weights were kept"
     merged = {key: history.get(key, []) + fine.get(key, []) for key in set(history) | set(fine)}
     merged["fine_tune_start"] = [float(len(history.get("loss", [])))]
     merged["unfrozen_layers"] = [float(unfrozen)]
-    return merged
+    return merged, done
 
 
 def _write_curves(run_dir: Path, history: dict) -> None:
