@@ -46,7 +46,7 @@ def edgeclf_epochs(root: Path, cache_dir: Path) -> tuple[float, float, int]:
     start = time.perf_counter()
     folder = scan(root)
     images = cache.load(root, folder.files, SIZE)
-    dataset = make_dataset(images, images.labels, BATCH, True, 0, Augmentation.level("strong"))
+    dataset = make_dataset(images.images, images.labels, BATCH, True, 0, Augmentation.level("strong"))
     count = sum(int(x.shape[0]) for x, _ in dataset)
     cold = time.perf_counter() - start
     start = time.perf_counter()

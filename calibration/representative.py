@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeclf.runtime.datasets import stratified_indices
 from edgeclf.runtime.errors import UserError
 
 DEFAULT_SIZE = 300
@@ -34,22 +35,6 @@ class CalibrationSet:
     def as_dict(self) -> dict:
         return {"size": int(len(self.indices)), "seed": self.seed, "source": self.source, "per_class": self.per_class,
                 "pixel_range": [self.pixel_min, self.pixel_max], "sha256": self.digest, "warnings": list(self.warnings)}
-
-
-def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Up to `size` indices, each class represented in proportion to its share (at least one each)."""
-    labels = np.asarray(labels)
-    if size >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = np.maximum(1, np.floor(counts / counts.sum() * size).astype(int))
-    # Hand out what flooring left over to the classes with the largest remainders.
-    remainders = counts / counts.sum() * size - quota
-    for i in np.argsort(-remainders, kind="stable")[: max(0, size - quota.sum())]:
-        quota[i] += 1
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[: min(q, n)] for c, q, n in zip(classes, quota, counts)]
-    return np.sort(np.concatenate(chosen))
 
 
 def _check_pixels(images: np.ndarray) -> None:

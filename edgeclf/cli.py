@@ -170,9 +170,10 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
         emit_json(summary)
         return
     click.echo(f"run: {run_dir}")
-    for name, a in summary["artifacts"].items():
-        click.echo(f"  {name:8s} top-1 {100 * a['accuracy']:6.2f}%  {a['bytes'] / 1024:8.1f} KiB "
-                   f"(gzip {a['gzip_bytes'] / 1024:.1f})  {a['latency_ms']:.3f} ms  {a['path']}")
+    echo_table(["variant", "top-1", "KiB", "gzip KiB", "ms", "file"],
+               ([name, f"{100 * a['accuracy']:.2f}%", f"{a['bytes'] / 1024:.1f}", f"{a['gzip_bytes'] / 1024:.1f}",
+                 f"{a['latency_ms']:.3f}", Path(a["path"]).name] for name, a in summary["artifacts"].items()),
+               [11, 8, 9, 9, 8, 0])
     if config.prune.target:
         click.echo(f"  sparsity {summary['sparsity']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
     click.echo(f"  report: {run_dir / 'report.md'}")
@@ -185,10 +186,10 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
 @reports_errors
 def data_command(folder: str, show: int, as_json: bool) -> None:
     """Check a dataset folder before training: per-class counts, image sizes, duplicates, files that would be skipped."""
-    from edgeclf.toolchain.data import BUILTINS, resolve_source
+    from edgeclf.toolchain.data import resolve_source
     from edgeclf.toolchain.survey import survey
 
-    root = resolve_source(folder) if folder in BUILTINS else Path(folder)
+    root = resolve_source(folder)
     splits = folders.scan_splits(root)
     with _Progress("checking", sum(len(split.files) for split in splits.values()), not as_json) as progress:
         result = survey(root, progress, splits)
@@ -329,10 +330,10 @@ def metadata_command(model_path: str, labels_file: str, name: str | None, descri
 
 
 def _resolve_data(data: str) -> Path:
-    """A folder, or a built-in dataset name (materialized once; needs scikit-learn)."""
-    from edgeclf.toolchain.data import BUILTINS, resolve_source
+    """A folder, or a built-in dataset name (digits written once; needs scikit-learn)."""
+    from edgeclf.runtime.datasets import resolve
 
-    return folders.eval_root(resolve_source(data) if data in BUILTINS else Path(data))
+    return folders.eval_root(resolve(data))
 
 
 class _Progress:
@@ -353,7 +354,7 @@ class _Progress:
             self._bar.__exit__(*exc)
 
 
-def _labelled_images(models: list[Model], data: str, show_progress: bool) -> tuple[folders.LoadedImages, np.ndarray, Path]:
+def _labelled_images(models: list[Model], data: str, show_progress: bool) -> tuple[folders.LabelledImages, np.ndarray, Path]:
     """Loads the eval images once at the first model's input size; targets in its label space."""
     root = _resolve_data(data)
     folder = folders.scan(root)
@@ -372,16 +373,9 @@ def _labelled_images(models: list[Model], data: str, show_progress: bool) -> tup
     return loaded, mapping[loaded.labels], root
 
 
-def _evaluate(model: Model, loaded: folders.LoadedImages, targets: np.ndarray, show_progress: bool):
+def _evaluate(model: Model, loaded: folders.LabelledImages, targets: np.ndarray, show_progress: bool):
     with _Progress(f"{model.path.name}", len(targets), show_progress) as progress:
         return evaluate(model, loaded.images, targets, loaded.paths, progress)
-
-
-def _thumbnails(loaded: folders.LoadedImages, paths: list[str]) -> dict[str, bytes]:
-    from edgeclf.runtime.render import thumbnail
-
-    index = {path: i for i, path in enumerate(loaded.paths)}
-    return {path: thumbnail(loaded.images[index[path]]) for path in paths if path in index}
 
 
 def _write_text(path: str, text: str) -> None:
@@ -453,9 +447,8 @@ def eval_command(model_path: str, data: str, threads: int | None, png_file: str 
 def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_drop: float | None,
             html_file: str | None, as_json: bool) -> None:
     """Run models on the same images: accuracy, agreement, flips, divergence, size and latency."""
-    from edgeclf.runtime.bench import steady_latency
     from edgeclf.runtime.cpu import cpu_info, int8_notes
-    from edgeclf.runtime.evaluate import compare as compare_evaluations
+    from edgeclf.runtime.evaluate import compare_models
     from edgeclf.runtime.render import compare_page, confusion_png, thumbnails
 
     if len(model_paths) < 2:
@@ -466,12 +459,7 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
     models = [_load_model(path, threads) for path in model_paths]
     loaded, targets, root = _labelled_images(models, data, not as_json)
     evaluations = [_evaluate(model, loaded, targets, not as_json) for model in models]
-    rows = compare_evaluations(evaluations)
-    for model, row in zip(models, rows):
-        latency = steady_latency(model, loaded.images[0], runs=30, min_time=0.2, warmup=3)
-        row.update({"model": str(model.path), "bytes": len(model.content), "input": model.input.as_dict(),
-                    "int8": model.full_integer, "threads": threads, "median_ms": latency.median_ms})
-    rows = [{"model": r.pop("model"), **r} for r in rows]
+    rows = compare_models(models, evaluations, loaded.images[0], threads)
     cpu = cpu_info()
     result = {"data": str(root), "images": int(len(targets)), "skipped": loaded.skipped, "models": rows,
               "cpu_features": cpu.as_dict(), "int8_notes": int8_notes(cpu, rows)}

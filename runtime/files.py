@@ -1,4 +1,4 @@
-"""Writing a file so that a failure (a kill, a full disk) never leaves it half-written."""
+"""Writing a file so that a failure (a kill, a full disk) never leaves it half-written; where caches live."""
 from __future__ import annotations
 
 import os
@@ -26,3 +26,8 @@ def write_atomically(target: Path, content: bytes) -> None:
         raise OSError(exc.errno, exc.strerror, str(target)) from exc
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def cache_root() -> Path:
+    """Where edgeclf keeps its caches: $EDGECLF_CACHE, else ~/.cache/edgeclf."""
+    return Path(os.environ.get("EDGECLF_CACHE") or Path.home() / ".cache" / "edgeclf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,11 +27,17 @@ class ImageFolder:
 
 
 @dataclass
-class LoadedImages:
-    images: np.ndarray  # (N, size, size, 3) uint8 RGB
+class LabelledImages:
+    """Images with their class indices and files: decoded into memory by `load`, or read from the toolchain's
+    image cache on demand (`edgeclf.toolchain.cache.load`, whose `images` is an array-like `CachedPixels`)."""
+
+    images: Any  # (N, height, width, 3) uint8 RGB: an ndarray, or anything indexed like one
     labels: np.ndarray  # (N,) int64 class indices
     paths: list[str]
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 def is_visible(path: Path) -> bool:
@@ -121,7 +127,7 @@ def eval_root(root: str | os.PathLike) -> Path:
 
 
 def load(files: list[tuple[Path, int]] | tuple[tuple[Path, int], ...], size: int | tuple[int, int],
-         progress: Callable[[int], None] | None = None) -> LoadedImages:
+         progress: Callable[[int], None] | None = None) -> LabelledImages:
     """Decodes and resizes files with the shared preprocessing; unreadable files are skipped and listed.
 
     Args:
@@ -140,4 +146,4 @@ def load(files: list[tuple[Path, int]] | tuple[tuple[Path, int], ...], size: int
         paths.append(str(path))
     height, width = (size, size) if isinstance(size, int) else size
     stacked = np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8)
-    return LoadedImages(stacked, np.asarray(labels, dtype=np.int64), paths, skipped)
+    return LabelledImages(stacked, np.asarray(labels, dtype=np.int64), paths, skipped)

@@ -22,9 +22,9 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeclf.calibration import CalibrationSet, check, from_folder, select
-from edgeclf.calibration.representative import stratified_indices
 from edgeclf.runtime.bench import steady_latency
 from edgeclf.runtime.cpu import cpu_info, int8_notes
+from edgeclf.runtime.datasets import stratified_indices
 from edgeclf.runtime.evaluate import Evaluation, evaluate, flips
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.model import Model
@@ -116,6 +116,7 @@ class ExportResult:
 class EvaluateResult:
     artifacts: dict[str, dict]
     dense_reference: dict | None
+    confusion_pngs: dict[str, bytes]  # variant -> the confusion matrix figure (written beside the report)
 
 
 def run_data(config: BuildConfig, ctx: BuildContext) -> DataResult:
@@ -158,9 +159,9 @@ def _datasets(config: BuildConfig, splits: Splits) -> tuple[Any, Any]:
     from edgeclf.toolchain.pipeline import Augmentation, make_dataset
 
     batch, data = config.train.batch_size, config.data
-    train = make_dataset(splits.train, splits.train.labels, batch, True, config.seed,
+    train = make_dataset(splits.train.images, splits.train.labels, batch, True, config.seed,
                          Augmentation.level(data.augment, data.flip), _class_weights(config, splits))
-    return train, make_dataset(splits.val, splits.val.labels, batch, False, config.seed)
+    return train, make_dataset(splits.val.images, splits.val.labels, batch, False, config.seed)
 
 
 def _class_weights(config: BuildConfig, splits: Splits) -> dict[int, float] | None:
@@ -335,7 +336,7 @@ def run_quantize(config: BuildConfig, ctx: BuildContext) -> QuantizeResult:
     errors = []
     if quantize.int8 and calibrated is not None:
         val = ctx.data.splits.val
-        errors = layer_errors(model, calibrated.images, val[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
+        errors = layer_errors(model, calibrated.images, val.images[:DEBUG_IMAGES], quantize.io, not quantize.per_tensor)[:5]
         worst = errors[0] if errors else None
         if worst:
             ctx.log(f"  largest quantization error: {worst['tensor']} ({worst['rmse_per_step']:.2f} steps RMS)")
@@ -361,10 +362,10 @@ def _representative_set(config: BuildConfig, data: DataResult) -> tuple[Calibrat
     if quantize.calib_data:
         calibration, images = from_folder(quantize.calib_data, data.size, quantize.calib_size, config.seed)
     else:
-        calibration = select(train, train.labels, data.splits.classes, train.paths, quantize.calib_size, config.seed)
-        images = train[calibration.indices]
+        calibration = select(train.images, train.labels, data.splits.classes, train.paths, quantize.calib_size, config.seed)
+        images = train.images[calibration.indices]
     per_class = calibration.per_class if set(calibration.per_class) <= set(data.splits.classes) else {}
-    reference = train[stratified_indices(train.labels, CHECK_IMAGES, config.seed)]  # bounded memory on big folders
+    reference = train.images[stratified_indices(train.labels, CHECK_IMAGES, config.seed)]  # bounded memory on big folders
     warnings = check(images, per_class, reference, data.splits.classes if per_class else [])
     return dataclasses.replace(calibration, warnings=tuple(warnings)), images
 
@@ -414,11 +415,12 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
     data: DataResult = ctx.data
     export: ExportResult = ctx.export
     val = data.splits.val
-    evaluations, entries = {}, {}
+    evaluations, entries, pngs = {}, {}, {}
     for variant, path in export.artifacts.items():
         model = Model(path, num_threads=LATENCY_THREADS)
-        evaluations[variant] = evaluation = evaluate(model, val, val.labels, val.paths)
-        (ctx.run_dir / f"confusion_{variant}.png").write_bytes(confusion_png(evaluation.confusion(), evaluation.labels))
+        evaluations[variant] = evaluation = evaluate(model, val.images, val.labels, val.paths)
+        pngs[variant] = confusion_png(evaluation.confusion(), evaluation.labels)
+        (ctx.run_dir / f"confusion_{variant}.png").write_bytes(pngs[variant])
         structure = model.structure
         entries[variant] = {
             "path": str(path.name), **_measure(model, evaluation, model.content),
@@ -431,7 +433,7 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
         }
         if data.splits.test is not None:
             test = data.splits.test
-            entries[variant]["test_accuracy"] = evaluate(model, test, test.labels).accuracy
+            entries[variant]["test_accuracy"] = evaluate(model, test.images, test.labels).accuracy
         ctx.log(f"  {variant}: top-1 {100 * evaluation.accuracy:.2f}%, agreement with float32 "
                 f"{100 * entries[variant]['agreement_with_float32']:.2f}%, "
                 f"median {entries[variant]['latency_ms']['median']:.3f} ms")
@@ -440,9 +442,9 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
         reference = ctx.run_dir / ".dense_reference.tflite"
         reference.write_bytes(export.dense_reference)
         model = Model(reference, num_threads=LATENCY_THREADS, labels=list(data.splits.classes))
-        dense = _measure(model, evaluate(model, val, val.labels), export.dense_reference)
+        dense = _measure(model, evaluate(model, val.images, val.labels), export.dense_reference)
         reference.unlink()
-    return EvaluateResult(entries, dense)
+    return EvaluateResult(entries, dense, pngs)
 
 
 def _class_weight_report(config: BuildConfig, splits: Splits) -> dict | None:
@@ -497,8 +499,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
     val = data.splits.val
     flipped = {f["path"] for a in report["artifacts"].values() for f in a["flips_vs_float32"][:200]}
-    confusions = {name: (ctx.run_dir / f"confusion_{name}.png").read_bytes() for name in report["artifacts"]}
-    page = report_module.html_page(report, confusions, thumbnails(val, val.paths, flipped))
+    page = report_module.html_page(report, evaluated.confusion_pngs, thumbnails(val.images, val.paths, flipped))
     (ctx.run_dir / "report.html").write_text(page, encoding="utf-8")
     return report
 

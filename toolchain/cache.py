@@ -22,24 +22,20 @@ import logging
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from edgeclf.runtime.files import write_atomically
+from edgeclf.runtime.files import cache_root, write_atomically
+from edgeclf.runtime.folder import LabelledImages
 from edgeclf.runtime.preprocess import ImageError, preprocess
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when preprocess output changes, so old entries are not reused
 CHUNK = 256  # files decoded per batch of thread-pool work
-
-
-def cache_root() -> Path:
-    """Where edgeclf keeps its caches: $EDGECLF_CACHE, else ~/.cache/edgeclf."""
-    return Path(os.environ.get("EDGECLF_CACHE") or Path.home() / ".cache" / "edgeclf")
 
 
 def _entry_dir(root: Path, size: tuple[int, int]) -> Path:
@@ -60,7 +56,7 @@ class CacheStats:
 
 
 @dataclass
-class CachedImages:
+class CachedPixels:
     """A split's preprocessed images, read from the cache on demand; indexes like a uint8 array.
 
     `images[i]`, `images[a:b]` and `images[[i, j]]` return (.., height, width, 3) uint8 arrays, so
@@ -70,10 +66,7 @@ class CachedImages:
 
     pixels: Path
     rows: np.ndarray  # (N,) row of each image in the pixels file
-    labels: np.ndarray  # (N,) int64 class indices
-    paths: list[str]
     size: tuple[int, int]
-    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
 
     def __post_init__(self) -> None:
         self._fd: int | None = None
@@ -270,7 +263,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def load(root: str | os.PathLike, files: Sequence[tuple[Path, int]], size: int | tuple[int, int],
          progress: Callable[[int], None] | None = None, stats: CacheStats | None = None,
-         entry: tuple[Path, dict] | None = None) -> CachedImages:
+         entry: tuple[Path, dict] | None = None) -> LabelledImages:
     """The cached images of `files` ((path, label) pairs under root); unreadable files are skipped and listed.
 
     Args:
@@ -293,4 +286,5 @@ def load(root: str | os.PathLike, files: Sequence[tuple[Path, int]], size: int |
         rows.append(value)
         labels.append(label)
         paths.append(str(path))
-    return CachedImages(pixels, np.asarray(rows, np.int64), np.asarray(labels, np.int64), paths, size, skipped)
+    return LabelledImages(CachedPixels(pixels, np.asarray(rows, np.int64), size), np.asarray(labels, np.int64),
+                          paths, skipped)

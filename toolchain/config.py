@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 import yaml
 
+from edgeclf.runtime.datasets import BUILTIN_DATASETS
 from edgeclf.runtime.errors import UserError
 
-BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 AUGMENT_LEVELS = ("none", "light", "strong")
 CLASS_WEIGHTS = ("none", "auto")
 IO_TYPES = ("uint8", "int8", "float32")

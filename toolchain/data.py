@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
-from edgeclf.calibration.representative import stratified_indices
-from edgeclf.runtime.folder import DatasetError, ImageFolder, scan_splits
+from edgeclf.runtime.datasets import builtin_folder, is_written, resolve, write_folder
+from edgeclf.runtime.folder import DatasetError, ImageFolder, LabelledImages, scan_splits
 from edgeclf.toolchain import cache
 from edgeclf.toolchain._tf import keras_home
-from edgeclf.toolchain.cache import CachedImages, CacheStats, cache_root
-from edgeclf.toolchain.config import BUILTIN_DATASETS
+from edgeclf.toolchain.cache import CacheStats
 
 log = logging.getLogger(__name__)
 
-DIGITS_VERSION = 1
 # Built-ins that Keras downloads: name -> (loader module, the files its loader keeps under ~/.keras/datasets).
 KERAS_DATASETS = {
     "mnist": ("mnist", "mnist.npz"),
@@ -37,46 +32,6 @@ KERAS_DATASETS = {
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle_boot")
-BUILTINS = BUILTIN_DATASETS  # digits (bundled with scikit-learn) and KERAS_DATASETS
-
-
-def _write_folder(target: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> Path:
-    """Writes {split: (uint8 images, labels)} as target/<split>/<class>/<i>.png, atomically (staging + rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        for split, (images, labels) in splits.items():
-            for name in names:
-                (staging / split / name).mkdir(parents=True)
-            for i, (image, label) in enumerate(zip(images, labels)):
-                pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-                cv2.imwrite(str(staging / split / names[int(label)] / f"{i:05d}.png"), pixels)
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "val").is_dir():
-            raise
-    return target
-
-
-def materialize_digits(root: Path | None = None) -> Path:
-    """Writes scikit-learn's 1,797 handwritten digits as 8x8 grayscale PNGs in train/ and val/.
-
-    The split is fixed (20% validation, stratified, seed 0) so every run sees the same val set.
-    """
-    target = (root or cache_root() / "datasets") / f"digits-v{DIGITS_VERSION}"
-    if (target / "train").is_dir() and (target / "val").is_dir():
-        return target
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise DatasetError('The built-in digits dataset needs scikit-learn: pip install "edgeclf[train]".') from exc
-    digits = load_digits()
-    pixels = np.clip(np.round(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    val = np.zeros(len(pixels), dtype=bool)
-    val[stratified_indices(digits.target, int(round(0.2 * len(pixels))), seed=0)] = True
-    return _write_folder(target, {"train": (pixels[~val], digits.target[~val]), "val": (pixels[val], digits.target[val])},
-                         tuple(str(d) for d in range(10)))
 
 
 def materialize_keras(name: str, root: Path | None = None) -> Path:
@@ -85,8 +40,8 @@ def materialize_keras(name: str, root: Path | None = None) -> Path:
     Raises:
         DatasetError: the download failed (offline); the message names the file to place and where.
     """
-    target = (root or cache_root() / "datasets") / name
-    if (target / "train").is_dir() and (target / "val").is_dir():
+    target = builtin_folder(name, root)
+    if is_written(target):
         return target
     from edgeclf.toolchain._tf import keras
 
@@ -100,16 +55,14 @@ def materialize_keras(name: str, root: Path | None = None) -> Path:
             f"keras.datasets.{module}.load_data()), or pass an image folder with --data DIR.") from exc
     names = {"cifar10": CIFAR10_CLASSES, "fashion_mnist": FASHION_CLASSES}.get(name, tuple(str(d) for d in range(10)))
     log.info("writing %s as PNG files under %s (once)", name, target)
-    return _write_folder(target, {"train": (x_train, y_train.reshape(-1)), "val": (x_test, y_test.reshape(-1))}, names)
+    return write_folder(target, {"train": (x_train, y_train.reshape(-1)), "val": (x_test, y_test.reshape(-1))}, names)
 
 
 def resolve_source(source: str) -> Path:
-    """A built-in dataset name or a folder path -> the folder to read."""
-    if source == "digits":
-        return materialize_digits()
+    """A built-in dataset name or a folder path -> the folder to read (Keras' datasets downloaded on first use)."""
     if source in KERAS_DATASETS:
         return materialize_keras(source)
-    return Path(source)
+    return resolve(source)
 
 
 @dataclass
@@ -118,10 +71,10 @@ class Splits:
 
     root: Path
     classes: tuple[str, ...]
-    train: CachedImages
-    val: CachedImages
+    train: LabelledImages
+    val: LabelledImages
     ignored: list[dict]  # files skipped by the scan (not an image extension, broken links)
-    test: CachedImages | None = None
+    test: LabelledImages | None = None
     split: str = "folders"  # "folders" (train/ and val/ given) or how the flat folder was split
     cache: CacheStats = field(default_factory=CacheStats)
 

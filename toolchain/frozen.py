@@ -65,7 +65,7 @@ def _with_weights(features: Any, labels: Any, weights: dict[int, float] | None) 
 
 def frozen_features(model: Any, train: Any, val: Any, batch_size: int, seed: int, augmentation: Any,
                     weights: dict[int, float] | None) -> FrozenFeatures:
-    """The head and its batches for stage 1. `train`/`val` are labelled images (CachedImages or arrays with .labels).
+    """The head and its batches for stage 1. `train`/`val` are runtime.folder.LabelledImages.
 
     Args:
         augmentation: a pipeline.Augmentation, or None for none.
@@ -76,16 +76,16 @@ def frozen_features(model: Any, train: Any, val: Any, batch_size: int, seed: int
     tf_ = tf()
     extractor, head = split_head(model)
     started = time.perf_counter()
-    stored_val = extractor.predict(make_dataset(val, val.labels, FEATURE_BATCH, False, seed), verbose=0)
+    stored_val = extractor.predict(make_dataset(val.images, val.labels, FEATURE_BATCH, False, seed), verbose=0)
     val_batches = tf_.data.Dataset.from_tensor_slices((stored_val, np.asarray(val.labels, np.int64))).batch(batch_size)
     if augmentation is None:
-        stored = extractor.predict(make_dataset(train, train.labels, FEATURE_BATCH, False, seed), verbose=0)
+        stored = extractor.predict(make_dataset(train.images, train.labels, FEATURE_BATCH, False, seed), verbose=0)
         labels = np.asarray(train.labels, np.int64)
         batches = (tf_.data.Dataset.from_tensor_slices(_with_weights(stored, labels, weights))
                    .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
         return FrozenFeatures(head, batches.prefetch(2), val_batches, "once", len(labels) + len(val.labels),
                               time.perf_counter() - started)
-    images = make_dataset(train, train.labels, FEATURE_BATCH, True, seed, augmentation, weights)
+    images = make_dataset(train.images, train.labels, FEATURE_BATCH, True, seed, augmentation, weights)
     batches = images.map(lambda x, *rest: (extractor(x, training=False), *rest)).unbatch().batch(batch_size)
     return FrozenFeatures(head, batches.prefetch(2), val_batches, "per epoch", len(val.labels),
                           time.perf_counter() - started)

@@ -96,7 +96,7 @@ def _parameters(shape: Any, seed: Any, augmentation: Augmentation) -> tuple[Any,
 
 def make_dataset(images: Any, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int,
                  augmentation: Augmentation | None = None, weights: dict[int, float] | None = None) -> Any:
-    """Batches of (float32 pixels 0-255, labels[, sample weights]) read from a CachedImages or a uint8 array.
+    """Batches of (float32 pixels 0-255, labels[, sample weights]) read from a cache.CachedPixels or a uint8 array.
 
     Only the indices are shuffled; each batch's rows are read when the batch is needed (in
     parallel, prefetched), so memory holds a few batches, never the dataset. With augmentation,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeclf.calibration import CalibrationError, check, from_folder, select
-from edgeclf.calibration.representative import stratified_indices
+from edgeclf.runtime.datasets import stratified_indices
 
 
 def test_stratified_keeps_class_shares_and_every_class():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -119,6 +120,30 @@ def test_runtime_and_bench_help_never_import_tensorflow():
             "             or m.startswith('edgeclf.toolchain')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # nor any toolchain module: build's options are made only when build runs
+
+
+def test_eval_and_compare_on_a_builtin_dataset_import_no_toolchain(tiny_int8, tmp_path):
+    pytest.importorskip("sklearn")  # digits is written on first use from scikit-learn's copy
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from edgeclf.cli import cli\n"
+            f"model = {str(tiny_int8)!r}\n"
+            "for args in (['eval', model, '--data', 'digits'], ['compare', model, model, '--data', 'digits']):\n"
+            "    result = CliRunner().invoke(cli, args)\n"
+            "    assert result.exit_code == 0, result.output\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')\n"
+            "             or m.startswith(('edgeclf.toolchain', 'edgeclf.calibration'))))\n")
+    env = {**os.environ, "EDGECLF_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "cache" / "datasets" / "digits-v1" / "val").is_dir()
+
+
+def test_a_keras_builtin_the_toolchain_never_wrote_says_how_to_get_it(runner, tiny_int8, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECLF_CACHE", str(tmp_path / "cache"))
+    result = runner.invoke(cli, ["eval", str(tiny_int8), "--data", "mnist"])
+    assert result.exit_code == 2 and "edgeclf data mnist" in result.output
+    assert str(tmp_path / "cache" / "datasets" / "mnist") in result.output
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,

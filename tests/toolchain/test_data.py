@@ -135,7 +135,7 @@ def test_clear_errors_before_training_and_nothing_written(tmp_path, case, messag
 def test_cache_pixels_equal_the_shared_preprocessing(tmp_path):
     root = _folder(tmp_path / "photos", per_class=3)
     files = [(p, 0) for p in sorted(root.rglob("*.png"))]
-    images = cache.load(root, files, 24)
+    images = cache.load(root, files, 24).images
     assert images.shape == (6, 24, 24, 3)
     for i, (path, _) in enumerate(files):
         assert np.array_equal(images[i], preprocess(path, 24))
@@ -159,9 +159,10 @@ def test_cache_reuses_redecodes_changed_adds_new_and_drops_removed(tmp_path):
     os.utime(changed, ns=(1, 1))  # mtime differs from the cached key
     _write(root / "dog" / "new.png", 1000)
     (root / "cat" / "1.png").unlink()
-    images = cache.load(root, files(), 16, stats=stats)
+    loaded = cache.load(root, files(), 16, stats=stats)
     assert stats.as_dict() == {"decoded": 2, "reused": 4, "dropped": 1}
-    by_name = dict(zip(images.paths, range(len(images))))
+    images = loaded.images
+    by_name = dict(zip(loaded.paths, range(len(loaded))))
     assert np.array_equal(images[by_name[str(changed)]], preprocess(changed, 16))
     assert np.array_equal(images[by_name[str(root / "dog" / "new.png")]], preprocess(root / "dog" / "new.png", 16))
     assert len(list(images.pixels.parent.glob("pixels-*.u8"))) == 1  # the previous pixels file is gone
@@ -170,14 +171,14 @@ def test_cache_reuses_redecodes_changed_adds_new_and_drops_removed(tmp_path):
 def test_damaged_cache_entry_is_detected_and_rebuilt(tmp_path):
     root = _folder(tmp_path / "photos", per_class=2)
     files = [(p, 0) for p in sorted(root.rglob("*.png"))]
-    images = cache.load(root, files, 16)
+    images = cache.load(root, files, 16).images
     with open(images.pixels, "r+b") as handle:  # a write cut short
         handle.truncate(100)
     (images.pixels.parent / ".pixels-half.u8.tmp").write_bytes(b"\x00" * 10)  # a killed writer's leftover
     stats = cache.CacheStats()
     rebuilt = cache.load(root, files, 16, stats=stats)
     assert stats.decoded == 4
-    assert np.array_equal(rebuilt[0], preprocess(files[0][0], 16))
+    assert np.array_equal(rebuilt.images[0], preprocess(files[0][0], 16))
 
 
 def test_skipped_files_are_remembered_by_the_cache(tmp_path):
@@ -200,7 +201,8 @@ def test_pipeline_streams_batches_reads_only_a_batch_at_a_time(tmp_path):
     from edgeclf.toolchain.pipeline import make_dataset
 
     root = _folder(tmp_path / "photos", per_class=10)
-    images = cache.load(root, [(p, i % 2) for i, p in enumerate(sorted(root.rglob("*.png")))], 16)
+    loaded = cache.load(root, [(p, i % 2) for i, p in enumerate(sorted(root.rglob("*.png")))], 16)
+    images = loaded.images
     largest = []
     original = images.read
 
@@ -209,7 +211,7 @@ def test_pipeline_streams_batches_reads_only_a_batch_at_a_time(tmp_path):
         return original(indices)
 
     images.read = counting
-    batches = _batches(make_dataset(images, images.labels, 8, shuffle=False, seed=0))
+    batches = _batches(make_dataset(images, loaded.labels, 8, shuffle=False, seed=0))
     assert [len(b[0]) for b in batches] == [8, 8, 4] and max(largest) == 8
     assert batches[0][0].dtype == np.float32
     assert np.array_equal(batches[0][0].astype(np.uint8), images[0:8])
@@ -223,7 +225,7 @@ def test_augmentation_is_seeded_differs_per_epoch_and_keeps_pixels_in_range(tmp_
     strong = Augmentation.level("strong")
 
     def epochs(seed):
-        dataset = make_dataset(images, images.labels, 16, shuffle=True, seed=seed, augmentation=strong)
+        dataset = make_dataset(images.images, images.labels, 16, shuffle=True, seed=seed, augmentation=strong)
         return _batches(dataset), _batches(dataset)
 
     (a1, a2), (b1, _) = epochs(5), epochs(5)

@@ -127,7 +127,7 @@ def test_after_kills_the_next_build_cleans_up_and_the_cache_is_valid(photos, tmp
         images = cache.load(photos, folder.files, 16, stats=stats)
         assert stats.decoded == 0 and stats.reused == len(folder.files)  # the rebuilt entry is complete
         for i in (0, len(images) // 2, len(images) - 1):
-            assert np.array_equal(images[i], preprocess(images.paths[i], 16))
+            assert np.array_equal(images.images[i], preprocess(images.paths[i], 16))
     finally:
         os.environ["EDGECLF_CACHE"] = previous
 
