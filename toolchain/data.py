@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeclf.runtime.datasets import builtin_folder, is_written, resolve, write_folder
+from edgeclf.runtime.datasets import builtin_folder, is_written, resolve, stratified_indices, write_folder
 from edgeclf.runtime.folder import DatasetError, ImageFolder, LabelledImages, scan_splits
 from edgeclf.toolchain import cache
 from edgeclf.toolchain._tf import keras_home
