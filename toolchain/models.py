@@ -5,12 +5,14 @@ pixels and nothing outside the model has to know how it was trained.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from edgeclf.runtime.errors import UserError
 from edgeclf.toolchain._tf import keras, keras_home
+from edgeclf.toolchain.config import MOBILENET_ALPHAS, MOBILENET_V3_ALPHAS
 
 
 class ModelBuildError(UserError, ValueError):
@@ -29,6 +31,7 @@ class ModelSpec:
     description: str
     learning_rate: float = 3e-3  # Adam's rate when --learning-rate is not given
     fine_tune_layers: int = 0  # with pretrained weights: base layers unfrozen in stage 2 (0: one stage)
+    alphas: tuple[float, ...] = ()  # the --alpha widths it builds (none: --alpha does not apply)
 
 
 _REGISTRY: dict[str, tuple[ModelSpec, Callable[..., Any]]] = {}
@@ -174,10 +177,11 @@ def is_pretrained(config: Any) -> bool:
     return get_spec(config.name).fine_tune_layers > 0 and config.weights != "none"
 
 
-def _pixels_input(size: int, scale: float = 1 / 255.0, offset: float = 0.0) -> tuple[Any, Any]:
+def _pixels_input(size: int, scale: float | tuple = 1 / 255.0, offset: float | tuple = 0.0) -> tuple[Any, Any]:
     layers = keras().layers
     inputs = layers.Input((size, size, 3), name="pixels")
-    return inputs, layers.Rescaling(scale, offset, name="normalize")(inputs)
+    per_channel = (list(scale) if isinstance(scale, tuple) else scale, list(offset) if isinstance(offset, tuple) else offset)
+    return inputs, layers.Rescaling(*per_channel, name="normalize")(inputs)
 
 
 def _conv_bn(x: Any, filters: int, kernel: int, name: str, stride: int = 1) -> Any:
@@ -254,7 +258,7 @@ def resnet_mini(num_classes: int, size: int, config: Any) -> Any:
     return keras().Model(inputs, _classifier(x, num_classes, 0.0), name="resnet_mini")
 
 
-MOBILENET_V2_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def _mobilenet_weights_file(alpha: float, size: int) -> str:
@@ -263,51 +267,166 @@ def _mobilenet_weights_file(alpha: float, size: int) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
 
 
-def _imagenet_weights(alpha: float, size: int) -> str:
-    """The local path of Keras' ImageNet weights for this width and size, downloaded into $KERAS_HOME/models once.
+def _imagenet_weights(model: str, name: str, url: str) -> str:
+    """The local path of Keras' ImageNet weights file `name`, downloaded from `url` into $KERAS_HOME/models once.
 
     edgeclf fetches the file Keras would (same name, same URL) itself: tf_keras' own download ignores
     KERAS_HOME and always uses ~/.keras, so the folder an offline message names would not be the one
     it reads. Raises ModelBuildError naming the exact file and folder when the download fails.
     """
-    name = _mobilenet_weights_file(alpha, size)
     try:
-        return keras().utils.get_file(name, MOBILENET_V2_WEIGHTS_URL + name, cache_subdir="models", cache_dir=keras_home())
+        return keras().utils.get_file(name, url + name, cache_subdir="models", cache_dir=keras_home())
     except Exception as exc:  # download failures surface as several exception types
         target = Path(keras_home()) / "models" / name
         raise ModelBuildError(
-            f"ImageNet weights for mobilenet_v2 could not be downloaded ({exc}). Place the file at {target}, "
+            f"ImageNet weights for {model} could not be downloaded ({exc}). Place the file at {target}, "
             "or pass --weights PATH to a weights file, or --weights none to train from scratch.") from exc
 
 
-@register_model(ModelSpec("mobilenet_v2", 96, 32, 224, ("Conv1", "classifier"),
-                          "MobileNetV2 (alpha 0.35-1.4), ImageNet weights when online", learning_rate=1e-3,
-                          fine_tune_layers=54))
-def mobilenet_v2(num_classes: int, size: int, config: Any) -> Any:
-    # MobileNetV2 was trained on [-1, 1] inputs.
-    inputs, x = _pixels_input(size, scale=1 / 127.5, offset=-1.0)
+@dataclass(frozen=True)
+class Application:
+    """How a Keras application family becomes an edgeclf model: its input normalization, the base network
+    (built on that normalization's output, so the model stays one flat graph) and its ImageNet file."""
+
+    name: str
+    scale: float | tuple[float, ...]  # normalize = pixels * scale + offset, per channel when a tuple
+    offset: float | tuple[float, ...]
+    make: Callable[..., Any]  # make(x, size, config, weights) -> the base, global-average pooled
+    imagenet_file: Callable[[Any, int], str]  # (config, size) -> the file Keras would load
+    url: str
+    after_load: Callable[[Any], None] = lambda base: None  # adapts loaded weights to edgeclf's RGB input
+    imagenet_normalize: tuple[Any, Any] | None = None  # (scale, offset) with --weights imagenet, when it differs
+
+
+def _from_application(app: Application, num_classes: int, size: int, config: Any) -> Any:
+    """inputs (RGB 0-255) -> normalize -> the application's base -> dropout -> classifier."""
     weights = config.weights
-    imagenet = _imagenet_weights(config.alpha, size) if weights == "imagenet" else None
+    scale, offset = app.imagenet_normalize if weights == "imagenet" and app.imagenet_normalize else (app.scale, app.offset)
+    inputs, x = _pixels_input(size, scale, offset)
+    imagenet = _imagenet_weights(app.name, app.imagenet_file(config, size), app.url) if weights == "imagenet" else None
     try:
-        # input_shape as well as input_tensor: from the tensor alone Keras takes the size as undefined
-        base = keras().applications.MobileNetV2(input_tensor=x, input_shape=(size, size, 3), alpha=config.alpha,
-                                                include_top=False, weights=imagenet, pooling="avg")
+        base = app.make(x, size, config, imagenet)
     except ValueError as exc:
-        raise ModelBuildError(f"mobilenet_v2 cannot be built with alpha={config.alpha}, size={size}: {exc}") from exc
+        raise ModelBuildError(f"{app.name} cannot be built with alpha={config.alpha}, size={size}: {exc}") from exc
     if weights not in ("imagenet", "none"):
         path = Path(weights)
         if not path.is_file():
             raise ModelBuildError(f"--weights {weights}: no such file. Pass imagenet, none, or the path of an .h5 file.")
         base.load_weights(str(path), by_name=True, skip_mismatch=True)
     if weights != "none":
+        app.after_load(base)
         for layer in base.layers:  # stage 1: train the new head on the frozen base
             layer.trainable = False
     else:
-        # Keras builds MobileNetV2 with BatchNorm momentum 0.999, tuned for ImageNet's 5,000 steps per
-        # epoch. Trained from scratch on a small folder, the moving statistics then still hold their
+        # Keras builds these networks with BatchNorm momentum 0.99-0.999, tuned for ImageNet's 5,000 steps
+        # per epoch. Trained from scratch on a small folder, the moving statistics then still hold their
         # initial values after hundreds of steps and validation accuracy sits at chance.
         for layer in base.layers:
             if isinstance(layer, keras().layers.BatchNormalization):
                 layer.momentum = 0.9
     outputs = _classifier(base.output, num_classes, 0.2)
-    return keras().Model(inputs, outputs, name=f"mobilenet_v2_{config.alpha}_{size}")
+    alpha = f"_{config.alpha}" if app.name.startswith("mobilenet") else ""
+    return keras().Model(inputs, outputs, name=f"{app.name}{alpha}_{size}")
+
+
+def _base(application: str, **options: Any) -> Callable[..., Any]:
+    def make(x: Any, size: int, config: Any, weights: str | None) -> Any:
+        # input_shape as well as input_tensor: from the tensor alone Keras takes the size as undefined
+        return getattr(keras().applications, application)(input_tensor=x, input_shape=(size, size, 3),
+                                                          include_top=False, weights=weights, pooling="avg",
+                                                          **{k: v(config) for k, v in options.items()})
+
+    return make
+
+
+def _alpha(config: Any) -> float:
+    return config.alpha
+
+
+def _no_preprocessing(config: Any) -> bool:
+    return False  # edgeclf's own `normalize` layer scales the pixels
+
+
+def _minimalistic(config: Any) -> bool:
+    return config.minimalistic
+
+
+MOBILENET_V3_IMAGENET = ((0.75, False), (1.0, False), (1.0, True))  # (alpha, minimalistic) Keras has weights for
+
+
+def _mobilenet_v3_file(kind: str) -> Callable[[Any, int], str]:
+    def name(config: Any, size: int) -> str:
+        """Keras has 224 px files only (and loads them at every size): 0.75 and 1.0 wide, minimalistic 1.0."""
+        if (float(config.alpha), bool(config.minimalistic)) not in MOBILENET_V3_IMAGENET:
+            raise ModelBuildError(
+                f"Keras has no ImageNet weights for mobilenet_v3_{kind} with alpha {config.alpha}"
+                f"{' (minimalistic)' if config.minimalistic else ''}: it has 0.75 and 1.0, and 1.0 minimalistic. "
+                "Use --alpha 1.0 (or 0.75), or --weights none to train from scratch.")
+        variant = f"{kind}{'_minimalistic' if config.minimalistic else ''}_224_{float(config.alpha)}_float"
+        return f"weights_mobilenet_v3_{variant}_no_top_v2.h5"
+
+    return name
+
+
+IMAGENET_MEAN_RGB, IMAGENET_STD_RGB = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _efficientnet_imagenet_normalize() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """With weights="imagenet" Keras multiplies EfficientNet's normalized input by 1/sqrt(std) per channel
+    (tensorflow#49930); edgeclf loads the same file by path, so its `normalize` layer does it in front instead:
+    (a*x + b)/255 - mean == (x/255 - mean)/sqrt(std) for a = 1/sqrt(std), b = 255 * mean * (1 - a)."""
+    scale = tuple(1 / math.sqrt(std) for std in IMAGENET_STD_RGB)
+    return scale, tuple(255 * mean * (1 - a) for mean, a in zip(IMAGENET_MEAN_RGB, scale))
+
+
+RESNET_MEAN_RGB = (123.68, 116.779, 103.939)  # Keras' 'caffe' preprocessing: BGR minus these, no scaling
+
+
+def _rgb_first_conv(base: Any) -> None:
+    """Keras' ResNet50 weights expect BGR; edgeclf feeds RGB, so conv1's input channels are reversed once."""
+    conv = base.get_layer("conv1_conv")
+    kernel, *rest = conv.get_weights()
+    conv.set_weights([kernel[:, :, ::-1, :], *rest])
+
+
+MOBILENET_V2 = Application("mobilenet_v2", 1 / 127.5, -1.0, _base("MobileNetV2", alpha=_alpha),
+                           lambda config, size: _mobilenet_weights_file(config.alpha, size),
+                           KERAS_APPLICATIONS_URL + "mobilenet_v2/")
+APPLICATIONS = {
+    "mobilenet_v2": MOBILENET_V2,
+    **{f"mobilenet_v3_{kind}": Application(
+        f"mobilenet_v3_{kind}", 1 / 127.5, -1.0,
+        _base(f"MobileNetV3{kind.title()}", alpha=_alpha, minimalistic=_minimalistic,
+              include_preprocessing=_no_preprocessing),
+        _mobilenet_v3_file(kind), KERAS_APPLICATIONS_URL + "mobilenet_v3/") for kind in ("small", "large")},
+    # EfficientNet normalizes inside the base (Rescaling 1/255 and ImageNet mean/std): it takes 0-255 pixels.
+    "efficientnet_b0": Application("efficientnet_b0", 1.0, 0.0, _base("EfficientNetB0"),
+                                   lambda config, size: "efficientnetb0_notop.h5",
+                                   "https://storage.googleapis.com/keras-applications/",
+                                   imagenet_normalize=_efficientnet_imagenet_normalize()),
+    "resnet50": Application("resnet50", 1.0, tuple(-m for m in RESNET_MEAN_RGB), _base("ResNet50"),
+                            lambda config, size: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            KERAS_APPLICATIONS_URL + "resnet/", after_load=_rgb_first_conv),
+}
+
+
+def _register_application(spec: ModelSpec) -> None:
+    register_model(spec)(lambda num_classes, size, config: _from_application(APPLICATIONS[spec.name], num_classes,
+                                                                              size, config))
+
+
+# fine_tune_layers: about the top third of each base (MobileNetV2's 54 of 154 layers; ResNet50: its last stage).
+_register_application(ModelSpec("mobilenet_v2", 96, 32, 224, ("Conv1", "classifier"),
+                                "MobileNetV2 (alpha 0.35-1.4), ImageNet weights when online", learning_rate=1e-3,
+                                fine_tune_layers=54, alphas=MOBILENET_ALPHAS))
+_register_application(ModelSpec("mobilenet_v3_small", 96, 32, 224, ("Conv", "classifier"),
+                                "MobileNetV3-Small (hard-swish, squeeze-excite; --minimalistic without them)",
+                                learning_rate=1e-3, fine_tune_layers=70, alphas=MOBILENET_V3_ALPHAS))
+_register_application(ModelSpec("mobilenet_v3_large", 96, 32, 224, ("Conv", "classifier"),
+                                "MobileNetV3-Large (hard-swish, squeeze-excite; --minimalistic without them)",
+                                learning_rate=1e-3, fine_tune_layers=90, alphas=MOBILENET_V3_ALPHAS))
+_register_application(ModelSpec("efficientnet_b0", 96, 32, 224, ("stem_conv", "classifier"),
+                                "EfficientNetB0 (swish, squeeze-excite)", learning_rate=1e-3, fine_tune_layers=80))
+_register_application(ModelSpec("resnet50", 96, 32, 224, ("conv1_conv", "classifier"),
+                                "ResNet50 (25.6M parameters: a desktop model, for comparison)", learning_rate=1e-3,
+                                fine_tune_layers=33))

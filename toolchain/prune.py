@@ -63,6 +63,23 @@ def xnnpack_eligibility(model: Any, sparsity: dict, min_sparsity: float) -> dict
             "eligible_layers": sum(v["eligible"] for v in per_layer.values()), "pointwise_layers": len(per_layer)}
 
 
+def pruning_problem(model: Any, dense_layers: Sequence[str]) -> str | None:
+    """Why tfmot cannot wrap `model` for pruning (None: it can), found by wrapping a copy before training."""
+    sparsity_api = tfmot().sparsity.keras
+    schedule = sparsity_api.ConstantSparsity(0.5, begin_step=0)
+
+    def wrap(layer: Any) -> Any:
+        if _prunable(layer) and layer.name not in dense_layers:
+            return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    try:
+        keras().models.clone_model(keras().models.clone_model(model), clone_function=wrap)
+    except Exception as exc:  # tfmot raises ValueError or the layer's own error on call
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return None
+
+
 def prune(model: Any, dense_layers: Sequence[str], train: Any, val: Any, sparsity: float, epochs: int,
           steps_per_epoch: int, learning_rate: float, log: Callable[[str], None],
           m_by_n: tuple[int, int] | None = None) -> tuple[Any, dict]:

@@ -17,9 +17,26 @@ def quantization_aware(model: Any, train: Any, val: Any, epochs: int, learning_r
     Returns:
         The QAT model (convert it with the int8 converter) and the fine-tuning history.
     """
-    k, quantize = keras(), tfmot().quantization.keras
-    copy = k.models.clone_model(model)
+    copy = keras().models.clone_model(model)
     copy.set_weights(model.get_weights())
+    qat = _wrapped(copy, preserve_sparsity)
+    history = fit(qat, train, val, epochs, learning_rate, log, label="qat", early_stopping=False)
+    return qat, history
+
+
+def quantization_aware_problem(model: Any) -> str | None:
+    """Why tfmot cannot wrap `model` for quantization-aware training (None: it can), found by wrapping a copy:
+    run before training so that a --qat build fails in seconds, not after its float training."""
+    try:
+        _wrapped(keras().models.clone_model(model), preserve_sparsity=False)
+    except Exception as exc:  # tfmot raises RuntimeError, ValueError, or the layer's own error on call
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return None
+
+
+def _wrapped(model: Any, preserve_sparsity: bool) -> Any:
+    """`model`'s layers annotated and wrapped by tfmot (the layers are reused: pass a copy)."""
+    k, quantize = keras(), tfmot().quantization.keras
     output_only = _output_only_config()
 
     def annotate(layer: Any) -> Any:
@@ -32,15 +49,11 @@ def quantization_aware(model: Any, train: Any, val: Any, epochs: int, learning_r
             return quantize.quantize_annotate_layer(layer, quantize_config=output_only())
         return quantize.quantize_annotate_layer(layer)
 
-    annotated = k.models.clone_model(copy, clone_function=annotate)
+    annotated = k.models.clone_model(model, clone_function=annotate)
     with quantize.quantize_scope({output_only.__name__: output_only}):
         if preserve_sparsity:
-            scheme = tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-            qat = quantize.quantize_apply(annotated, scheme)
-        else:
-            qat = quantize.quantize_apply(annotated)
-    history = fit(qat, train, val, epochs, learning_rate, log, label="qat", early_stopping=False)
-    return qat, history
+            return quantize.quantize_apply(annotated, tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+        return quantize.quantize_apply(annotated)
 
 
 def _output_only_config() -> type:
