@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -85,13 +86,33 @@ def cli() -> None:
     """edgeclf: train, prune and quantize image classifiers to .tflite, then run and benchmark them."""
 
 
-def _setting_option(setting: Any) -> click.Option:
+class _Values(click.ParamType):
+    """One or more comma-separated values of one type; a repeatable option's values are joined by _joined."""
+
+    name = "values"
+
+    def __init__(self, element: type) -> None:
+        self.element = element
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list:
+        parts = value.split(",") if isinstance(value, str) else [value]
+        try:
+            return [self.element(part.strip() if isinstance(part, str) else part) for part in parts if part != ""]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {self.element.__name__} values", param, ctx)
+
+
+def _joined(ctx: Any, param: Any, value: tuple) -> tuple:
+    return tuple(item for part in value for item in part)
+
+
+def _setting_option(setting: Any, flag: str | None = None) -> click.Option:
     """The click option for one BuildConfig setting (toolchain/config.py `setting()`): flag, help, choices, default."""
     meta, default = setting.field.metadata, setting.field.default
     shown = meta["show_default"]
     kwargs: dict[str, Any] = {"default": default, "help": meta["help"] or None, "metavar": meta["metavar"],
                               "show_default": shown() if callable(shown) else (shown or True)}
-    decls = [setting.flag]
+    decls = [flag or setting.flag]
     if setting.type is bool:
         decls = [f"{setting.flag}/--no-{setting.flag[2:]}"] if default else decls
         kwargs["is_flag"] = True
@@ -101,8 +122,9 @@ def _setting_option(setting: Any) -> click.Option:
         kwargs["type"] = click.Path(file_okay=False)
     elif setting.type in (int, float, str):
         kwargs["type"] = setting.type
-    else:  # tuple[str, ...]: a repeatable option
-        kwargs["multiple"] = True
+    else:  # tuple[str, ...] (or of int, float): repeatable, each value may be a comma-separated list
+        kwargs.update(multiple=True, type=_Values(typing.get_args(setting.type)[0]), callback=_joined)
+        kwargs["show_default"] = shown or ",".join(map(str, default)) or False
     return click.Option([*decls, setting.param], **kwargs)
 
 
@@ -110,12 +132,15 @@ class SettingsCommand(click.Command):
     """`edgeclf build`: one option per BuildConfig setting, made from toolchain/config.py when first needed
     (parsing or --help), so that importing the CLI for a runtime command never imports the toolchain."""
 
+    flags: dict[str, str] | None = None  # setting key -> its flag in this command; None: every setting, own flag
+
     @property
     def params(self) -> list[click.Parameter]:
         if not self._with_settings:
             from edgeclf.toolchain.config import settings
 
-            self._params = [*(_setting_option(s) for s in settings()), *self._params]
+            chosen = [s for s in settings() if self.flags is None or s.key in self.flags]
+            self._params = [*(_setting_option(s, self.flags and self.flags[s.key]) for s in chosen), *self._params]
             self._with_settings = True
         return self._params
 
@@ -177,6 +202,39 @@ def build(ctx: click.Context, config_file: str | None, quiet: bool, as_json: boo
     if config.prune.target:
         click.echo(f"  sparsity {summary['sparsity']:.3f} (target {config.prune.target:g}, {config.prune.structure})")
     click.echo(f"  report: {run_dir / 'report.md'}")
+
+
+class CandidatesCommand(SettingsCommand):
+    flags = {"choice.models": "--models", "choice.alphas": "--alphas", "choice.sizes": "--sizes"}
+
+
+@cli.command(cls=CandidatesCommand, context_settings=CONTEXT)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the .tflite files and manifest.json (files of the same grid already there are kept).")
+@json_option
+@reports_errors
+def candidates(out_dir: str, as_json: bool, **flags: Any) -> None:
+    """Random-weight float32 and int8 .tflite files of a grid of models (family x width x size), to time on the
+    device with the runtime alone: edgeclf bench DIR/*.tflite --threads N --json > device.json; then
+    edgeclf build --latency-budget MS --device device.json."""
+    from edgeclf.runtime._native_log import filter_process_stderr
+
+    filter_process_stderr()  # before TensorFlow loads
+    from edgeclf.toolchain.choose import grid, write_candidates
+
+    chosen = grid(flags["choice__models"], flags["choice__alphas"], flags["choice__sizes"])
+    log = (lambda message: None) if as_json else (lambda message: click.echo(message, err=True))
+    log(f"writing {len(chosen)} candidates x float32, int8 into {out_dir}")
+    manifest = write_candidates(Path(out_dir), chosen, log)
+    if as_json:
+        emit_json(manifest)
+        return
+    echo_table(["candidate", "float32 KiB", "int8 KiB"],
+               ([c["id"], f"{c['bytes']['float32'] / 1024:.1f}", f"{c['bytes']['int8'] / 1024:.1f}"]
+                for c in manifest["candidates"]), [28, 12, 10])
+    click.echo(f"grid {manifest['grid']}: {len(chosen)} candidates in {out_dir} (manifest.json). On the device:\n"
+               f"  edgeclf bench {out_dir}/*.tflite --threads 1 --json > device.json\n"
+               f"then here: edgeclf build --data DIR --latency-budget MS --device device.json")
 
 
 @cli.command("data", context_settings=CONTEXT)

@@ -43,6 +43,7 @@ class LatencyStats:
 @dataclass(frozen=True)
 class BenchResult:
     model: str
+    name: str | None  # the model's name in its TFLite metadata (an edgeclf candidate says which one it is)
     bytes: int
     int8: bool  # full integer: no float op (what decides whether int8 kernels run)
     threads: int | None
@@ -120,7 +121,8 @@ def bench(path: str | os.PathLike, threads: int | None = None, runs: int = 50, m
     model.invoke(tensors[0])
     first_ms = (time.perf_counter() - t0) * 1000.0
     stats = LatencyStats.of(time_invokes(model, tensors, runs, min_time, warmup))
-    return BenchResult(str(path), len(model.content), model.full_integer, threads, f"{model.backend.name} {model.backend.version}",
+    name = model.metadata.name if model.metadata else None
+    return BenchResult(str(path), name, len(model.content), model.full_integer, threads, f"{model.backend.name} {model.backend.version}",
                        cpu_name(), source if images is not None else "random", load_ms, first_ms, stats,
                        peak_rss_mb())
 

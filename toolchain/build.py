@@ -34,8 +34,8 @@ from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
 from edgeclf.toolchain.data import Splits, load_splits
 from edgeclf.toolchain.gate import QualityGateFailed, quality_gate
-from edgeclf.toolchain.models import (ModelSpec, create_model, follow_steps_with_batchnorm, get_spec, input_size,
-                                      is_model_file, is_pretrained)
+from edgeclf.toolchain.models import (ModelBuildError, ModelSpec, create_model, follow_steps_with_batchnorm, get_spec,
+                                      input_size, is_model_file, is_pretrained)
 from edgeclf.toolchain.runfolder import RunFolder, remove_stale_resume
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class BuildContext:
     evaluate: "EvaluateResult | None" = None
     report: dict | None = None
     qat_history: dict = field(default_factory=dict)  # the quantize stage's QAT fine-tuning, for the report
+    choice: dict | None = None  # --latency-budget: how the model was chosen, for the report
 
     def scope(self) -> Any:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -138,12 +139,31 @@ def run_model(config: BuildConfig, ctx: BuildContext) -> ModelResult:
     with ctx.scope():
         model = create_model(config.model, len(data.splits.classes), data.size)
     ctx.log(f"  {model.name}: {model.count_params():,} parameters, {_trainable(model):,} trainable")
+    _refuse_unwrappable(config, model)
     if not is_pretrained(config.model) and not is_model_file(config.model.name):  # trained BatchNorm stays as it is
         steps = int(np.ceil(len(data.splits.train.labels) / config.train.batch_size))
         momentum = follow_steps_with_batchnorm(model, steps)
         if momentum:
             ctx.log(f"  BatchNorm momentum {momentum:.2f} for {steps} steps per epoch")
     return ModelResult(model)
+
+
+def _refuse_unwrappable(config: BuildConfig, model: Any) -> None:
+    """--qat and --prune wrap the model's layers with tfmot; one it cannot wrap is refused now, before training."""
+    from edgeclf.toolchain._tf import tfmot
+    from edgeclf.toolchain.prune import pruning_problem
+    from edgeclf.toolchain.qat import quantization_aware_problem
+
+    name = config.model.name
+    if config.quantize.qat and (problem := quantization_aware_problem(model)):
+        raise ModelBuildError(
+            f"--qat: tfmot {tfmot().__version__} cannot wrap {name} for quantization-aware "
+            f"training ({problem}). Build without --qat (--int8 still calibrates a full-integer model after "
+            "training), or choose a model it wraps: cnn, resnet_mini, mobilenet_v2, resnet50, or mobilenet_v3_small/"
+            "large with --minimalistic.")
+    if config.prune.target and (problem := pruning_problem(model, get_spec(name).dense_layers)):
+        raise ModelBuildError(f"--prune: tfmot {tfmot().__version__} cannot wrap {name} for "
+                              f"pruning ({problem}). Build without --prune, or choose another --model.")
 
 
 def _trainable(model: Any) -> int:
@@ -489,6 +509,7 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
         "quantization_error": {"measure": "RMS error per op output in quantization steps (0.29 = rounding only)",
                                "worst_layers": quantize.layer_errors},
         "training": ctx.train.notes,
+        "model_choice": ctx.choice,
         "history": {"train": ctx.train.history, "prune": prune.history,
                     "qat": ctx.qat_history},
         "stages": dict(ctx.seconds),
@@ -544,11 +565,14 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
     set_mixed_precision(config.train.mixed_precision)
     index = worker_index(strategy)
     out = Path(config.export.out) / f".worker-{index}" if index else Path(config.export.out)
+    choice = None
+    if config.choice.latency_budget is not None:
+        config, choice = _choose(config, strategy, log)
     resume_dir = _prepare_resume(config, out, log)
     try:
         with RunFolder(out, log) as run:
             ctx = BuildContext(config, run.path, log, strategy=strategy, resume_dir=resume_dir,
-                               started=f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}")
+                               started=f"{datetime.now():%Y%m%d-%H%M%S}-{Path(config.model.name).stem}", choice=choice)
             _run_stages(config, ctx)
     finally:
         set_mixed_precision(False)
@@ -562,6 +586,52 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
         raise QualityGateFailed(run_dir, "; ".join(ctx.report["gate"]["failed"]) +
                                 f". The run is in {run_dir} (not runs/latest).")
     return BuildResult(run.finish(name), ctx.report)
+
+
+def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> tuple[BuildConfig, dict]:
+    """--latency-budget: the candidates' latency (device.json, or measured here), brief trainings of the most
+    promising that fit, and the winner's config (with --int8 when the budget is for int8) plus the report table."""
+    from edgeclf.toolchain import choose
+
+    c = config.choice
+    candidates = choose.grid(c.models, c.alphas, c.sizes)
+    log(f"[choose] {len(candidates)} candidates, --latency-budget {c.latency_budget:g} ms for {c.budget_variant} at "
+        f"{c.threads} thread(s)")
+    if c.device:
+        _, timings = choose.read_device(Path(c.device), candidates, c.budget_variant, c.threads)
+        where = f"the device of {c.device}"
+    else:
+        log("  timing them on this machine (pass --device device.json to judge them on the target)")
+        timings, where = choose.measure_here(candidates, c.budget_variant, c.threads, log), "this machine"
+    tried = choose.finalists(choose.fitting(timings, c.latency_budget, c.budget_variant, c.threads, where), c.finalists)
+    epochs = c.trial_epochs or max(2, config.train.epochs // 10)
+    started, trials = time.perf_counter(), {}
+    for timing in tried:
+        trial = config.override({**timing.candidate.overrides(), "train.epochs": epochs, "train.fine_tune_epochs": 0,
+                                 "choice.latency_budget": None, "choice.device": None})
+        trials[timing.candidate.id] = round(_trial_accuracy(trial, strategy), 4)
+        log(f"  {timing.candidate.id} ({timing.median_ms:.2f} ms): {100 * trials[timing.candidate.id]:.2f}% after "
+            f"{epochs} epoch(s)")
+    best = max(tried, key=lambda t: (trials[t.candidate.id], -t.median_ms))
+    log(f"  chosen: {best.candidate.id}")
+    chosen = config.override({**best.candidate.overrides(),
+                              **({"quantize.int8": True} if c.budget_variant == "int8" else {})})
+    return chosen, {"budget_ms": c.latency_budget, "variant": c.budget_variant, "threads": c.threads,
+                    "measured_on": where, "trial_epochs": epochs, "trial_seconds": round(time.perf_counter() - started, 1),
+                    "chosen": best.candidate.id, "candidates": choose.choice_table(timings, c.latency_budget, trials,
+                                                                                 best.candidate.id)}
+
+
+def _trial_accuracy(config: BuildConfig, strategy: Any) -> float:
+    """The best validation accuracy of a brief training (the data, model and train stages, in a folder that is
+    removed), with the same seed and split as the full build."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=".edgeclf-trial-") as folder:
+        ctx = BuildContext(config, Path(folder), lambda message: None, strategy=strategy)
+        for name, stage in STAGES[:3]:
+            setattr(ctx, name, stage(config, ctx))
+    return max(ctx.train.history.get("val_accuracy", [0.0]))
 
 
 def _prepare_resume(config: BuildConfig, out: Path, log: Callable[[str], None]) -> Path:

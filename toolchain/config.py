@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,12 +21,14 @@ from typing import Any, Callable
 import yaml
 
 from edgeclf.runtime.datasets import BUILTIN_DATASETS
+from edgeclf.toolchain.choose import DEFAULT_ALPHAS, DEFAULT_MODELS, DEFAULT_SIZES
 from edgeclf.runtime.errors import UserError
 
 AUGMENT_LEVELS = ("none", "light", "strong")
 CLASS_WEIGHTS = ("none", "auto")
 IO_TYPES = ("uint8", "int8", "float32")
-MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # MobileNetV2's widths (Keras has ImageNet weights for each)
+MOBILENET_V3_ALPHAS = (0.35, 0.5, 0.75, 1.0)  # built at any; Keras' ImageNet weights: 0.75 and 1.0
 PRUNE_BACKENDS = ("any", "xnnpack")
 XNNPACK_MIN_SPARSITY = 2 / 3  # XNNPACK runs a 1x1 conv sparse only from this share of zeros
 XNNPACK_DEFAULT_SPARSITY = 0.75
@@ -96,14 +99,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = setting("cnn", "Model: cnn, resnet_mini, mobilenet_v2, tiny, or a tf_keras .keras/.h5 file whose input "
-                               "is an image.", flag="--model")
+    name: str = setting("cnn", "Model: cnn, resnet_mini, tiny, mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, "
+                               "efficientnet_b0, resnet50, or a tf_keras .keras/.h5 file whose input is an image.",
+                        flag="--model")
     size: int | None = setting(None, "Input side in pixels.", show_default=_per_model("default_size"))
-    alpha: float = setting(1.0, "mobilenet_v2 width multiplier.")
-    weights: str = setting("imagenet", "mobilenet_v2 weights: imagenet, none or PATH.")
+    alpha: float = setting(1.0, "Width multiplier of mobilenet_v2 and mobilenet_v3_small/large.")
+    minimalistic: bool = setting(False, "mobilenet_v3_small/large without hard-swish, squeeze-excite and 5x5 kernels.")
+    weights: str = setting("imagenet", "Weights of the Keras application models (mobilenet_*, efficientnet_b0, "
+                                       "resnet50): imagenet, none or PATH.")
 
     def __post_init__(self) -> None:
-        from edgeclf.toolchain.models import is_model_file, model_names  # the registry is the source of truth
+        from edgeclf.toolchain.models import get_spec, is_model_file, model_names  # the registry is the source of truth
 
         _require(isinstance(self.name, str) and (self.name in model_names() or is_model_file(self.name)),
                  f"--model must be one of {', '.join(model_names())} or a tf_keras .keras/.h5 file; received "
@@ -112,9 +118,20 @@ class ModelConfig:
                  f"--size must be a positive integer (pixels); received {self.size!r}. Use e.g. --size 32.")
         _require(isinstance(self.alpha, (int, float)) and self.alpha > 0,
                  f"--alpha must be a positive number; received {self.alpha!r}. Use e.g. --alpha 0.35.")
-        _require(self.name != "mobilenet_v2" or self.alpha in MOBILENET_ALPHAS,
-                 f"--alpha for mobilenet_v2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} (the widths "
-                 f"Keras builds and has ImageNet weights for); received {self.alpha!r}. Use e.g. --alpha 0.35.")
+        if self.name in model_names():
+            self._check_family_options(get_spec(self.name))
+
+    def _check_family_options(self, spec: Any) -> None:
+        widths = ", ".join(map(str, spec.alphas))
+        _require(self.alpha in spec.alphas if spec.alphas else self.alpha == 1.0,
+                 f"--alpha for {self.name} must be one of {widths} (the widths edgeclf builds it at); received "
+                 f"{self.alpha!r}. Use e.g. --alpha "
+                 f"{spec.alphas[0]}." if spec.alphas else
+                 f"--alpha does not apply to {self.name} (it has one width); received {self.alpha!r}. Leave --alpha "
+                 "out, or use a family with widths: mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large.")
+        _require(not self.minimalistic or self.name.startswith("mobilenet_v3"),
+                 f"--minimalistic applies to mobilenet_v3_small and mobilenet_v3_large only; received --model "
+                 f"{self.name}. Leave --minimalistic out, or use --model mobilenet_v3_small.")
 
 
 SCHEDULES = ("plateau", "cosine", "step")
@@ -286,6 +303,49 @@ class ExportConfig:
                      f"export.{name} must be text; received {value!r}. Quote it in the YAML file, e.g. {name}: \"1\".")
 
 
+BUDGET_VARIANTS = ("int8", "float32")
+
+
+@dataclass(frozen=True)
+class ChoiceConfig:
+    latency_budget: float | None = setting(
+        None, "Choose the model for this latency (median ms per image): candidates that fit are trained briefly, the "
+              "best fully; --model, --alpha and --size are then chosen, not taken. Turns on --int8 when the budget is "
+              "for int8.", metavar="MS")
+    device: str | None = setting(None, "The candidates timed on the device: `edgeclf bench DIR/*.tflite --threads N "
+                                       "--json` of `edgeclf candidates --out DIR` (default: timed on this machine).",
+                                 metavar="FILE")
+    threads: int = setting(1, "Threads the latency budget is judged at.")
+    budget_variant: str = setting("int8", "The artifact the latency budget is for.", choices=BUDGET_VARIANTS)
+    finalists: int = setting(5, "Candidates trained briefly under --latency-budget.")
+    models: tuple[str, ...] = setting(DEFAULT_MODELS, "The candidates' families (repeatable; as `edgeclf candidates "
+                                                      "--models`).", flag="--candidate-models", metavar="MODEL")
+    alphas: tuple[float, ...] = setting(DEFAULT_ALPHAS, "The candidates' widths, for the families that have them "
+                                                        "(repeatable).", flag="--candidate-alphas", metavar="ALPHA")
+    sizes: tuple[int, ...] = setting(DEFAULT_SIZES, "The candidates' input sizes (repeatable).",
+                                     flag="--candidate-sizes", metavar="PIXELS")
+    trial_epochs: int | None = setting(None, "Epochs of each brief training.", show_default="max(2, epochs / 10)")
+
+    def __post_init__(self) -> None:
+        _require(self.latency_budget is None or (_is_number(self.latency_budget) and self.latency_budget > 0),
+                 f"--latency-budget must be a positive number of milliseconds; received {self.latency_budget!r}. "
+                 "Use e.g. --latency-budget 20.")
+        _require(self.device is None or self.latency_budget is not None,
+                 f"--device {self.device} gives the candidates' latency for --latency-budget, which is not set. "
+                 "Add e.g. --latency-budget 20.")
+        for name, value in (("threads", self.threads), ("finalists", self.finalists)):
+            _require(_is_int(value) and value >= 1,
+                     f"--{name} must be an integer >= 1; received {value!r}. Use e.g. --{name} 1.")
+        _require(self.trial_epochs is None or (_is_int(self.trial_epochs) and self.trial_epochs >= 1),
+                 f"--trial-epochs must be an integer >= 1; received {self.trial_epochs!r}. Use e.g. --trial-epochs 2.")
+        for name, values, kind in (("models", self.models, str), ("alphas", self.alphas, (int, float)),
+                                   ("sizes", self.sizes, int)):
+            _require(isinstance(values, (tuple, list)) and values and all(isinstance(v, kind) for v in values),
+                     f"--candidate-{name} takes one or more values; received {values!r}. Use e.g. the defaults.")
+        _require(self.budget_variant in BUDGET_VARIANTS, f"--budget-variant must be one of "
+                 f"{', '.join(BUDGET_VARIANTS)}; received {self.budget_variant!r}. Use e.g. --budget-variant int8.")
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -294,6 +354,7 @@ class BuildConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    choice: ChoiceConfig = field(default_factory=ChoiceConfig)
     seed: int = setting(0, "Seed for split, training and calibration.")
 
     def __post_init__(self) -> None:
@@ -383,7 +444,8 @@ def settings() -> list[Setting]:
             members = [(f"{section.name}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(owner)]
         for key, spec, hint in members:
             if spec.metadata.get("option"):
-                kinds = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+                union = typing.get_origin(hint) in (typing.Union, types.UnionType)  # X | None
+                kinds = [t for t in typing.get_args(hint) if t is not type(None)] if union else [hint]
                 flag = spec.metadata["flag"] or "--" + key.rpartition(".")[2].replace("_", "-")
                 found.append(Setting(key, flag, spec, kinds[0]))
     return found

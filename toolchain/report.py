@@ -33,7 +33,7 @@ def _skipped_examples(skipped: list[dict], shown: int = 5) -> str:
 
 def markdown(report: dict) -> str:
     """Renders the report a person reads; states what pruning bought in measured numbers."""
-    sections = (_artifacts_md, _pruning_md, _quantization_md, _calibration_md, _training_md, _stages_md)
+    sections = (_artifacts_md, _choice_md, _pruning_md, _quantization_md, _calibration_md, _training_md, _stages_md)
     return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 
@@ -127,6 +127,31 @@ def _calibration_md(report: dict) -> list[str]:
             + [f"- warning: {w}" for w in calibration.get("warnings", [])])
 
 
+def _choice_heading(choice: dict) -> str:
+    return (f"{choice['chosen']} chosen for {choice['budget_ms']:g} ms ({choice['variant']}, {choice['threads']} "
+            f"thread(s), measured on {choice['measured_on']}); the finalists trained {choice['trial_epochs']} epoch(s) "
+            f"each ({choice['trial_seconds']:.0f} s in all).")
+
+
+def _choice_rows(choice: dict) -> list[list]:
+    return [[c["candidate"], c["latency_ms"], c["bytes"] / 1024, "yes" if c["fits"] else "no",
+             "-" if c["short_run_accuracy"] is None else f"{100 * c['short_run_accuracy']:.2f}%",
+             "chosen" if c["chosen"] else ""] for c in choice["candidates"]]
+
+
+CHOICE_HEADER = ["candidate", "latency ms", "KiB", "fits", "short-run top-1", ""]
+
+
+def _choice_md(report: dict) -> list[str]:
+    choice = report.get("model_choice")
+    if not choice:
+        return []
+    lines = ["", "## Model choice", "", _choice_heading(choice), "", "| " + " | ".join(CHOICE_HEADER) + " |",
+             "|---" * len(CHOICE_HEADER) + "|"]
+    return lines + [f"| {c} | {ms:.3f} | {kib:.1f} | {fits} | {acc} | {chosen} |"
+                    for c, ms, kib, fits, acc, chosen in _choice_rows(choice)]
+
+
 def _training_md(report: dict) -> list[str]:
     training = report.get("training") or {}
     if not training:
@@ -160,9 +185,13 @@ def html_page(report: dict, confusions: dict[str, bytes], thumbnails: dict[str, 
         notes = "".join(f"<p>{html.escape(note)}</p>" for note in latency["int8_notes"])
         charts += (f"<p>{latency['threads']} thread on {html.escape(latency['cpu']['name'])} "
                    f"({html.escape(latency['cpu']['feature_list'])})</p>{notes}")
-    sections = [("Artifacts", summary), ("Latency and size", charts),
-                ("Pruning", f"<p>measured sparsity {sparsity['overall']:.3f} over the pruned layers</p>{layers}"),
-                ("Confusion matrices", matrices)]
+    choice = report.get("model_choice")
+    sections = [("Artifacts", summary), ("Latency and size", charts)]
+    if choice:
+        sections.append(("Model choice", f"<p>{html.escape(_choice_heading(choice))}</p>"
+                                         + render.table(CHOICE_HEADER, _choice_rows(choice))))
+    sections += [("Pruning", f"<p>measured sparsity {sparsity['overall']:.3f} over the pruned layers</p>{layers}"),
+                 ("Confusion matrices", matrices)]
     for name, artifact in artifacts.items():
         if name == "float32":
             continue
