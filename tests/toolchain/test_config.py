@@ -93,3 +93,15 @@ def test_one_variant_row_decides_selection_order_calibration_and_the_gate():
     assert [v.name for v in rows if v.int8_weights] == ["int8", "dynamic", "int8_mixed", "int8_qat"]  # --max-drop gates these
     assert [v.name for v in rows if v.needs_calibration] == ["int8", "int8_mixed", "int8_qat"]
     assert [v.name for v in selected_variants(BuildConfig())] == ["float32"]
+
+
+def test_repeatable_options_take_each_value_and_comma_separated_lists():
+    from edgeclf.cli import build as build_command
+
+    ctx = build_command.make_context("build", ["--keep-float", "conv1", "--keep-float", "conv2,conv3",
+                                               "--prune-skip", "block_1*", "--candidate-sizes", "32,48",
+                                               "--candidate-alphas", "0.5", "--candidate-alphas", "1"])
+    assert ctx.params["quantize__keep_float"] == ("conv1", "conv2", "conv3")
+    assert ctx.params["prune__skip"] == ("block_1*",)
+    assert ctx.params["choice__sizes"] == (32, 48) and ctx.params["choice__alphas"] == (0.5, 1.0)
+    assert build_command.make_context("build", []).params["choice__models"][0] == "cnn"  # the default list

@@ -1,0 +1,199 @@
+"""The Keras application families (their normalization, full-int8 conversion, offline weights, tfmot refusals),
+`edgeclf candidates` and `build --latency-budget` (selection on a crafted device.json and every error)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeclf.cli import cli
+from edgeclf.runtime.model import Model
+from edgeclf.toolchain import choose
+from edgeclf.toolchain.config import BuildConfig, ModelConfig
+from edgeclf.toolchain.models import ModelBuildError, create_model
+
+FAMILIES = ["mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet50"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_family_converts_to_full_int8_with_uint8_io(name, tmp_path):
+    from edgeclf.toolchain.export import convert_int8
+
+    model = create_model(ModelConfig(name=name, weights="none"), 3, 32)
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "model_int8.tflite"
+    path.write_bytes(convert_int8(model, images))
+    converted = Model(path)
+    assert converted.structure.float_ops() == [] and converted.full_integer
+    assert converted.input.dtype == "uint8" and converted.output.dtype == "uint8"
+    assert converted.predict(images[0]).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name, application, preprocess", [
+    ("resnet50", "ResNet50", "resnet50"),  # caffe: BGR minus the ImageNet mean; edgeclf reverses conv1 instead
+    ("mobilenet_v3_small", "MobileNetV3Small", None),  # Keras' own Rescaling (include_preprocessing) vs edgeclf's
+    ("efficientnet_b0", "EfficientNetB0", None),
+])
+def test_a_weights_file_gives_the_features_keras_gives_with_its_preprocessing(name, application, preprocess, tmp_path):
+    """--weights PATH with RGB 0-255 pixels in == Keras' application with its own preprocessing on the same pixels."""
+    from edgeclf.toolchain._tf import keras
+
+    keras().utils.set_random_seed(1)
+    reference = getattr(keras().applications, application)(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                           pooling="avg")
+    path = tmp_path / "weights.h5"
+    reference.save_weights(path)
+    image = np.random.default_rng(2).integers(0, 256, (32, 32, 3)).astype(np.float32)
+    pixels = getattr(keras().applications, preprocess).preprocess_input(image.copy()) if preprocess else image
+    expected = reference(pixels[None], training=False).numpy()
+    model = create_model(ModelConfig(name=name, weights=str(path)), 3, 32)
+    features = keras().Model(model.input, model.get_layer("classifier").input)(image[None], training=False).numpy()
+    np.testing.assert_allclose(features, expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
+
+
+def test_efficientnet_imagenet_normalization_matches_keras_fix():
+    """Keras multiplies EfficientNet's normalized input by 1/sqrt(std) for its ImageNet file; edgeclf's normalize
+    layer in front must give the same numbers once the base's Rescaling(1/255) and Normalization follow."""
+    from edgeclf.toolchain.models import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, _efficientnet_imagenet_normalize
+
+    scale, offset = (np.array(v) for v in _efficientnet_imagenet_normalize())
+    x = np.linspace(0, 255, 12).reshape(4, 3)
+    mean, std = np.array(IMAGENET_MEAN_RGB), np.array(IMAGENET_STD_RGB)
+    ours = ((scale * x + offset) / 255 - mean) / std
+    keras_fix = (x / 255 - mean) / std / np.sqrt(std)
+    np.testing.assert_allclose(ours, keras_fix, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name, config, file_name", [
+    ("mobilenet_v3_small", {}, "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+    ("mobilenet_v3_large", {"alpha": 0.75}, "weights_mobilenet_v3_large_224_0.75_float_no_top_v2.h5"),
+    ("mobilenet_v3_small", {"minimalistic": True}, "weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5"),
+    ("efficientnet_b0", {}, "efficientnetb0_notop.h5"),
+    ("resnet50", {}, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+])
+def test_offline_imagenet_message_names_the_exact_file_and_folder(name, config, file_name, tmp_path, monkeypatch,
+                                                                   offline):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(ModelBuildError) as error:
+        create_model(ModelConfig(name=name, weights="imagenet", **config), 3, 96)
+    assert str(tmp_path / "keras" / "models" / file_name) in str(error.value)
+
+
+def test_mobilenet_v3_width_without_imagenet_weights_says_which_exist(offline):
+    with pytest.raises(ModelBuildError, match=r"no ImageNet weights for mobilenet_v3_small with alpha 0.5.*0.75 and 1.0"):
+        create_model(ModelConfig(name="mobilenet_v3_small", alpha=0.5, weights="imagenet"), 3, 96)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"model.alpha": 0.5, "model.name": "efficientnet_b0"}, "--alpha does not apply to efficientnet_b0"),
+    ({"model.alpha": 0.6, "model.name": "mobilenet_v3_small"}, "--alpha for mobilenet_v3_small must be one of"),
+    ({"model.minimalistic": True, "model.name": "resnet50"}, "--minimalistic applies to mobilenet_v3_small"),
+])
+def test_family_options_are_checked(flags, message):
+    from edgeclf.toolchain.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        BuildConfig().override(flags)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0"])
+def test_qat_on_a_family_tfmot_cannot_wrap_is_refused_before_training(name, tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--model", name, "--weights", "none", "--size", "32",
+                                      "--int8", "--qat", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert f"--qat: tfmot 0.8.1 cannot wrap {name}" in result.output and "Build without --qat" in result.output
+    assert "epoch" not in result.output.lower() and not (tmp_path / "runs" / "latest").exists()
+
+
+# --- candidates and the latency budget ----------------------------------------------------------------
+
+GRID = {"choice.models": ("tiny", "cnn"), "choice.sizes": (16, 24)}
+CANDIDATES = choose.grid(GRID["choice.models"], (1.0,), GRID["choice.sizes"])
+CRAFTED_MS = {"tiny_16": 1.0, "tiny_24": 2.0, "cnn_16": 3.0, "cnn_24": 9.0}
+
+
+def _device_json(path: Path, grid: str | None = None, variants=("int8", "float32"), threads: int = 1,
+                 times: dict | None = None) -> Path:
+    grid = grid or choose.grid_id(CANDIDATES)
+    results = [{"model": f"/device/{cid}_{variant}.tflite", "name": f"edgeclf candidate {grid} {cid} {variant}",
+                "bytes": 1000 + i, "threads": threads, "median_ms": ms * (1.0 if variant == "int8" else 1.5)}
+               for i, (cid, ms) in enumerate((times or CRAFTED_MS).items()) for variant in variants]
+    path.write_text(json.dumps({"cpu": "crafted", "results": results}))
+    return path
+
+
+def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_table(tmp_path):
+    device = _device_json(tmp_path / "device.json")
+    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--latency-budget", "5", "--device", str(device),
+                                      "--candidate-models", "tiny,cnn", "--candidate-sizes", "16",
+                                      "--candidate-sizes", "24", "--finalists", "2", "--epochs", "2",
+                                      "--trial-epochs", "1", "--out", str(tmp_path / "runs"), "--json"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "latest"
+    report = json.loads((run / "report.json").read_text())
+    choice = report["model_choice"]
+    table = {row["candidate"]: row for row in choice["candidates"]}
+    assert {c for c, row in table.items() if row["fits"]} == {"tiny_16", "tiny_24", "cnn_16"}
+    tried = {c for c, row in table.items() if row["short_run_accuracy"] is not None}
+    assert tried == {"cnn_16", "tiny_24"}  # one per family: each family's slowest that fits
+    best = max(tried, key=lambda c: (table[c]["short_run_accuracy"], -table[c]["latency_ms"]))
+    assert choice["chosen"] == best and table[best]["chosen"] and sum(r["chosen"] for r in table.values()) == 1
+    assert table["cnn_16"]["latency_ms"] == 3.0 and choice["measured_on"].endswith(str(device))
+    model, size = best.rsplit("_", 1)
+    assert report["model"]["name"] == model and report["model"]["size"] == int(size)
+    assert "int8" in report["artifacts"]  # the budget is for int8, so int8 is built
+    assert "## Model choice" in (run / "report.md").read_text() and "Model choice" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not json"), "not readable as `edgeclf bench --json` output"),
+    (lambda p: p.write_text(json.dumps({"results": [{"model": "m.tflite", "name": "my model", "threads": 1}]})),
+     "none of its 1 results is an edgeclf candidate"),
+    (lambda p: _device_json(p, grid="c1-0000000000"), "measured on candidate grid c1-0000000000"),
+    (lambda p: _device_json(p, variants=("float32",)), "no int8 figure for"),
+    (lambda p: _device_json(p, threads=4), "no figure at --threads 1; it has 4"),
+])
+def test_device_json_errors_name_the_file_and_the_fix(tmp_path, make, message):
+    path = tmp_path / "device.json"
+    make(path)
+    with pytest.raises(choose.ChoiceError, match=message):
+        choose.read_device(path, CANDIDATES, "int8", 1)
+
+
+def test_a_budget_nothing_fits_names_the_fastest_candidate_and_leaves_no_run(tmp_path):
+    device = _device_json(tmp_path / "device.json")
+    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--latency-budget", "0.5", "--device", str(device),
+                                      "--candidate-models", "tiny,cnn", "--candidate-sizes", "16,24",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert "the fastest is tiny_16 at 1.00 ms" in result.output and "at least 1 ms" in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_missing_device_file_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--latency-budget", "5", "--device",
+                                      str(tmp_path / "nowhere.json"), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "nowhere.json: not readable" in result.output and "Traceback" not in result.output
+
+
+def test_candidates_then_bench_on_the_runtime_gives_a_device_json_the_build_reads(tmp_path):
+    out = tmp_path / "candidates"
+    result = CliRunner().invoke(cli, ["candidates", "--out", str(out), "--models", "tiny,cnn", "--sizes", "16,24",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["grid"] == choose.grid_id(CANDIDATES) and len(manifest["candidates"]) == 4
+    files = sorted(str(p) for p in out.glob("*.tflite"))
+    assert len(files) == 8 and all(Model(f).metadata.name.startswith("edgeclf candidate ") for f in files)
+    assert all(Model(out / c["files"]["int8"]).full_integer for c in manifest["candidates"])
+    bench = CliRunner().invoke(cli, ["bench", *files, "--runs", "3", "--min-time", "0", "--warmup", "1", "--json"])
+    assert bench.exit_code == 0, bench.output
+    device = tmp_path / "device.json"
+    device.write_text(bench.output)
+    grid, timings = choose.read_device(device, CANDIDATES, "int8", 1)
+    assert grid == manifest["grid"] and sorted(t.candidate.id for t in timings) == sorted(CRAFTED_MS)
+    again = CliRunner().invoke(cli, ["candidates", "--out", str(out), "--models", "tiny,cnn", "--sizes", "16,24"])
+    assert again.exit_code == 0 and "[1/4]" not in again.output  # the same grid's files are kept
