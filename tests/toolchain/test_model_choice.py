@@ -35,8 +35,7 @@ def test_each_family_converts_to_full_int8_with_uint8_io(name, tmp_path):
 @pytest.mark.parametrize("name, application, preprocess", [
     ("resnet50", "ResNet50", "resnet50"),  # caffe: BGR minus the ImageNet mean; edgeclf reverses conv1 instead
     ("mobilenet_v3_small", "MobileNetV3Small", None),  # Keras' own Rescaling (include_preprocessing) vs edgeclf's
-    ("efficientnet_b0", "EfficientNetB0", None),
-])
+])  # (EfficientNetB0 keeps Keras' own normalization inside its base; its ImageNet correction is tested below)
 def test_a_weights_file_gives_the_features_keras_gives_with_its_preprocessing(name, application, preprocess, tmp_path):
     """--weights PATH with RGB 0-255 pixels in == Keras' application with its own preprocessing on the same pixels."""
     from edgeclf.toolchain._tf import keras
@@ -99,13 +98,25 @@ def test_family_options_are_checked(flags, message):
         BuildConfig().override(flags)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0"])
-def test_qat_on_a_family_tfmot_cannot_wrap_is_refused_before_training(name, tmp_path):
-    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--model", name, "--weights", "none", "--size", "32",
-                                      "--int8", "--qat", "--out", str(tmp_path / "runs")])
+def test_qat_on_a_family_tfmot_cannot_wrap_is_refused_before_training(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--model", "mobilenet_v3_small", "--weights", "none",
+                                      "--size", "32", "--int8", "--qat", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
-    assert f"--qat: tfmot 0.8.1 cannot wrap {name}" in result.output and "Build without --qat" in result.output
+    assert "--qat: tfmot 0.8.1 cannot wrap mobilenet_v3_small" in result.output
+    assert "Build without --qat" in result.output and "TFOpLambda" in result.output
     assert "epoch" not in result.output.lower() and not (tmp_path / "runs" / "latest").exists()
+
+
+@pytest.mark.parametrize("name, config, problem", [
+    ("efficientnet_b0", {}, "Multiply"),
+    ("mobilenet_v3_small", {"minimalistic": True}, None),  # no hard-swish, no squeeze-excite: tfmot wraps it
+    ("resnet50", {}, None),
+])
+def test_which_families_tfmot_wraps_for_qat(name, config, problem):
+    from edgeclf.toolchain.qat import quantization_aware_problem
+
+    found = quantization_aware_problem(create_model(ModelConfig(name=name, weights="none", **config), 3, 32))
+    assert (found is None) if problem is None else (problem in found)
 
 
 # --- candidates and the latency budget ----------------------------------------------------------------
