@@ -8,7 +8,7 @@ at 224 px (random weights) for the int8/float32 size and latency ratios.
 The other families (FAMILIES: MobileNetV3 Small and Large, EfficientNetB0, ResNet50, each trained from
 scratch at 64 px) get one build each per dataset, float32 + post-training int8, for their int8 drop and
 agreement with float32 (QAT is left out: tfmot 0.8.1 cannot wrap MobileNetV3's hard-swish nor
-EfficientNet's squeeze-excite Multiply).
+EfficientNet's Normalization and squeeze-excite Multiply).
 
 Every accuracy is the runtime's top-1 on the validation split. Prints one JSON object on its last line;
 the headline keys are worst cases over the runs (the families' are reported beside them, per family).

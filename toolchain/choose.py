@@ -50,8 +50,8 @@ class Candidate:
 
     def overrides(self) -> dict[str, Any]:
         """The build settings that make this candidate."""
-        return {"model.name": self.model, "model.size": self.size,
-                **({"model.alpha": self.alpha} if self.alpha is not None else {})}
+        return {"model.name": self.model, "model.size": self.size, "model.alpha": self.alpha or 1.0,
+                "model.minimalistic": False}
 
     def as_dict(self) -> dict:
         return {"id": self.id, "model": self.model, "alpha": self.alpha, "size": self.size}

@@ -122,13 +122,10 @@ class ModelConfig:
             self._check_family_options(get_spec(self.name))
 
     def _check_family_options(self, spec: Any) -> None:
-        widths = ", ".join(map(str, spec.alphas))
-        _require(self.alpha in spec.alphas if spec.alphas else self.alpha == 1.0,
-                 f"--alpha for {self.name} must be one of {widths} (the widths edgeclf builds it at); received "
-                 f"{self.alpha!r}. Use e.g. --alpha "
-                 f"{spec.alphas[0]}." if spec.alphas else
-                 f"--alpha does not apply to {self.name} (it has one width); received {self.alpha!r}. Leave --alpha "
-                 "out, or use a family with widths: mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large.")
+        """--alpha is checked for the families that have widths (the others have one and ignore it)."""
+        _require(not spec.alphas or self.alpha in spec.alphas,
+                 f"--alpha for {self.name} must be one of {', '.join(map(str, spec.alphas))} (the widths edgeclf "
+                 f"builds it at); received {self.alpha!r}. Use e.g. --alpha {spec.alphas[0] if spec.alphas else ''}.")
         _require(not self.minimalistic or self.name.startswith("mobilenet_v3"),
                  f"--minimalistic applies to mobilenet_v3_small and mobilenet_v3_large only; received --model "
                  f"{self.name}. Leave --minimalistic out, or use --model mobilenet_v3_small.")
@@ -342,6 +339,7 @@ class ChoiceConfig:
                                    ("sizes", self.sizes, int)):
             _require(isinstance(values, (tuple, list)) and values and all(isinstance(v, kind) for v in values),
                      f"--candidate-{name} takes one or more values; received {values!r}. Use e.g. the defaults.")
+            object.__setattr__(self, name, tuple(values))  # YAML gives a list
         _require(self.budget_variant in BUDGET_VARIANTS, f"--budget-variant must be one of "
                  f"{', '.join(BUDGET_VARIANTS)}; received {self.budget_variant!r}. Use e.g. --budget-variant int8.")
 

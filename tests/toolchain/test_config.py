@@ -15,7 +15,7 @@ from edgeclf.toolchain.config import BuildConfig, ConfigError
     ("train.epochs", 0, "--epochs must be an integer >= 1; received 0. Use e.g. --epochs 20."),
     ("train.batch_size", 0, "--batch-size must be an integer in [1, 4096]; received 0."),
     ("train.learning_rate", 2.0, "--learning-rate must be in (0, 1); received 2.0."),
-    ("model.name", "resnet9000", "--model must be one of cnn, mobilenet_v2, resnet_mini, tiny or a tf_keras .keras/.h5 file; received 'resnet9000'."),
+    ("model.name", "resnet9000", "--model must be one of cnn, efficientnet_b0, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, resnet50, resnet_mini, tiny or a tf_keras .keras/.h5 file; received 'resnet9000'."),
     ("model.size", -3, "--size must be a positive integer (pixels); received -3."),
     ("data.val_split", 1.5, "--val-split must be in (0, 1); received 1.5."),
     ("data.source", "", "--data must be a folder or one of digits, mnist, fashion_mnist, cifar10; received ''."),
