@@ -104,9 +104,10 @@ class ModelConfig:
                         flag="--model")
     size: int | None = setting(None, "Input side in pixels.", show_default=_per_model("default_size"))
     alpha: float = setting(1.0, "Width multiplier of mobilenet_v2 and mobilenet_v3_small/large.")
-    minimalistic: bool = setting(False, "mobilenet_v3_small/large without hard-swish, squeeze-excite and 5x5 kernels.")
     weights: str = setting("imagenet", "Weights of the Keras application models (mobilenet_*, efficientnet_b0, "
                                        "resnet50): imagenet, none or PATH.")
+    # after weights: ModelConfig(name, size, alpha, weights) keeps its positional order
+    minimalistic: bool = setting(False, "mobilenet_v3_small/large without hard-swish, squeeze-excite and 5x5 kernels.")
 
     def __post_init__(self) -> None:
         from edgeclf.toolchain.models import get_spec, is_model_file, model_names  # the registry is the source of truth
@@ -116,6 +117,8 @@ class ModelConfig:
                  f"{self.name!r}. Use e.g. --model cnn.")
         _require(self.size is None or (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size > 0),
                  f"--size must be a positive integer (pixels); received {self.size!r}. Use e.g. --size 32.")
+        _require(isinstance(self.minimalistic, bool),
+                 f"--minimalistic is a yes/no switch; received {self.minimalistic!r}. Use minimalistic: true in YAML.")
         _require(isinstance(self.alpha, (int, float)) and self.alpha > 0,
                  f"--alpha must be a positive number; received {self.alpha!r}. Use e.g. --alpha 0.35.")
         if self.name in model_names():

@@ -55,7 +55,7 @@ def write_mobilenet(folder: Path, photos: list[Path]) -> None:
     images = np.stack([preprocess(p, SIZE) for p in photos])
     labels = np.array([names.index(p.name.rsplit("_", 1)[0]) for p in photos])
     keras().utils.set_random_seed(0)
-    model = create_model(ModelConfig("mobilenet_v2", SIZE, 0.35, "none"), len(names), SIZE)
+    model = create_model(ModelConfig(name="mobilenet_v2", size=SIZE, alpha=0.35, weights="none"), len(names), SIZE)
     model.compile(keras().optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     model.fit(images.astype(np.float32), labels, batch_size=16, epochs=15, verbose=0)
     (folder / "mobilenet_v2_float32.tflite").write_bytes(convert_float32(model))
