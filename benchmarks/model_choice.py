@@ -9,7 +9,8 @@ budgets, all on this machine:
 3. Every candidate that fits the larger budget is built fully (`edgeclf build --model M --alpha A --size S
    --weights none --epochs EPOCHS --int8`, one process each, timed): the ground truth the choice is judged by.
 4. `edgeclf build --latency-budget B --device device.json --weights none --epochs EPOCHS` (one process, timed)
-   chooses; its chosen candidate must fit the budget, and its float32 top-1 must be within 1 point of the best
+   chooses (brief runs of five, full runs of the best one or two, the most accurate kept); its chosen
+   candidate must fit the budget, and its float32 top-1 must be within 1 point of the best
    fully trained candidate that fits the same budget.
 
 JSON (last line): choice_accuracy_gap_max (points, worst over datasets and budgets; target <= 1),
@@ -101,7 +102,9 @@ def choice(data: str, budget: float, device: Path, grid: dict, epochs: int, out:
             "accuracy": round(100 * summary["artifacts"]["float32"]["accuracy"], 2),
             "trial_seconds": report["model_choice"]["trial_seconds"],
             "tried": {c["candidate"]: c["short_run_accuracy"] for c in report["model_choice"]["candidates"]
-                      if c["short_run_accuracy"] is not None}}
+                      if c["short_run_accuracy"] is not None},
+            "trained_fully": {c["candidate"]: c["full_run_accuracy"] for c in report["model_choice"]["candidates"]
+                              if c.get("full_run_accuracy") is not None}}
 
 
 def dataset_cases(name: str, data: str, grid: dict, epochs: int, device: Path, medians: dict[str, float], tmp: Path,
@@ -124,7 +127,7 @@ def dataset_cases(name: str, data: str, grid: dict, epochs: int, device: Path, m
             "accuracy_gap": round(full[best]["accuracy"] - chosen["accuracy"], 2),
             "choice_seconds": chosen["seconds"], "trial_seconds": chosen["trial_seconds"],
             "every_fitting_seconds": round(every, 1), "cost_ratio": round(chosen["seconds"] / every, 3),
-            "tried": chosen["tried"], "full": {c: full[c] for c in fitting}}
+            "tried": chosen["tried"], "trained_fully": chosen["trained_fully"], "full": {c: full[c] for c in fitting}}
         log(f"  {name}/p{percentile}: {json.dumps(cases[f'{name}/p{percentile}'])}")
     return cases
 

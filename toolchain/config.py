@@ -318,6 +318,8 @@ class ChoiceConfig:
     threads: int = setting(1, "Threads the latency budget is judged at.")
     budget_variant: str = setting("int8", "The artifact the latency budget is for.", choices=BUDGET_VARIANTS)
     finalists: int = setting(5, "Candidates trained briefly under --latency-budget.")
+    full_runs: int = setting(2, "Of those, the most this many are trained fully: the best brief run and the ones "
+                                "within 2 points of it; the build keeps the most accurate.")
     models: tuple[str, ...] = setting(DEFAULT_MODELS, "The candidates' families (repeatable; as `edgeclf candidates "
                                                       "--models`).", flag="--candidate-models", metavar="MODEL")
     alphas: tuple[float, ...] = setting(DEFAULT_ALPHAS, "The candidates' widths, for the families that have them "
@@ -333,7 +335,7 @@ class ChoiceConfig:
         _require(self.device is None or self.latency_budget is not None,
                  f"--device {self.device} gives the candidates' latency for --latency-budget, which is not set. "
                  "Add e.g. --latency-budget 20.")
-        for name, value in (("threads", self.threads), ("finalists", self.finalists)):
+        for name, value in (("threads", self.threads), ("finalists", self.finalists), ("full-runs", self.full_runs)):
             _require(_is_int(value) and value >= 1,
                      f"--{name} must be an integer >= 1; received {value!r}. Use e.g. --{name} 1.")
         _require(self.trial_epochs is None or (_is_int(self.trial_epochs) and self.trial_epochs >= 1),

@@ -148,13 +148,29 @@ def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_ta
     assert {c for c, row in table.items() if row["fits"]} == {"tiny_16", "tiny_24", "cnn_16"}
     tried = {c for c, row in table.items() if row["short_run_accuracy"] is not None}
     assert tried == {"cnn_16", "tiny_24"}  # one per family: each family's slowest that fits
-    best = max(tried, key=lambda c: (table[c]["short_run_accuracy"], -table[c]["latency_ms"]))
+    brief = max(tried, key=lambda c: (table[c]["short_run_accuracy"], -table[c]["latency_ms"]))
+    full = {c: row["full_run_accuracy"] for c, row in table.items() if row["full_run_accuracy"] is not None}
+    assert set(full) == {c for c in tried if table[c]["short_run_accuracy"] >=
+                         table[brief]["short_run_accuracy"] - choose.BRIEF_RUN_MARGIN} and brief in full
+    best = max(full, key=lambda c: (full[c], -table[c]["latency_ms"]))
     assert choice["chosen"] == best and table[best]["chosen"] and sum(r["chosen"] for r in table.values()) == 1
+    # the build keeps the full run's model: its float32 artifact scores what that run's best epoch scored
+    assert report["artifacts"]["float32"]["accuracy"] == pytest.approx(full[best], abs=0.005)
     assert table["cnn_16"]["latency_ms"] == 3.0 and choice["measured_on"].endswith(str(device))
     model, size = best.rsplit("_", 1)
     assert report["model"]["name"] == model and report["model"]["size"] == int(size)
     assert "int8" in report["artifacts"]  # the budget is for int8, so int8 is built
     assert "## Model choice" in (run / "report.md").read_text() and "Model choice" in (run / "report.html").read_text()
+
+
+def test_contenders_are_the_best_brief_run_and_those_within_the_margin():
+    timings = [choose.Timing(choose.Candidate(m, None, 32), ms, 1000) for m, ms in
+               (("cnn", 3.0), ("tiny", 1.0), ("resnet_mini", 2.0))]
+    near = {"cnn_32": 0.90, "tiny_32": 0.90, "resnet_mini_32": 0.885}
+    assert [t.candidate.id for t in choose.contenders(timings, near, 2)] == ["tiny_32", "cnn_32"]  # tie: faster first
+    assert [t.candidate.id for t in choose.contenders(timings, near, 3)] == ["tiny_32", "cnn_32", "resnet_mini_32"]
+    apart = {"cnn_32": 0.95, "tiny_32": 0.90, "resnet_mini_32": 0.70}
+    assert [t.candidate.id for t in choose.contenders(timings, apart, 2)] == ["cnn_32"]
 
 
 @pytest.mark.parametrize("make, message", [
