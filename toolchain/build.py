@@ -32,7 +32,7 @@ from edgeclf.runtime.render import confusion_png, thumbnails
 from edgeclf.toolchain import report as report_module
 from edgeclf.toolchain._tf import require_training_dependencies
 from edgeclf.toolchain.config import BuildConfig
-from edgeclf.toolchain.data import Splits, load_splits
+from edgeclf.toolchain.data import Splits, image_side, load_splits
 from edgeclf.toolchain.gate import QualityGateFailed, quality_gate
 from edgeclf.toolchain.models import (ModelBuildError, ModelSpec, create_model, follow_steps_with_batchnorm, get_spec,
                                       input_size, is_model_file, is_pretrained)
@@ -610,7 +610,9 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
     else:
         log("  timing them on this machine (pass --device device.json to judge them on the target)")
         timings, where = choose.measure_here(candidates, c.budget_variant, c.threads, log), "this machine"
-    tried = choose.finalists(choose.fitting(timings, c.latency_budget, c.budget_variant, c.threads, where), c.finalists)
+    side = image_side(config.data.source)
+    tried = choose.finalists(choose.fitting(timings, c.latency_budget, c.budget_variant, c.threads, where), c.finalists,
+                             side)
     started, epochs = time.perf_counter(), c.trial_epochs or max(2, config.train.epochs // 10)
     trials = _brief_runs(config, tried, epochs, strategy, log)
     trial_seconds = round(time.perf_counter() - started, 1)
@@ -621,7 +623,7 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
                               **({"quantize.int8": True} if c.budget_variant == "int8" else {})})
     accuracy = {cid: round(_best_accuracy(result), 4) for cid, result in full.items()}
     return chosen, {"budget_ms": c.latency_budget, "variant": c.budget_variant, "threads": c.threads,
-                    "measured_on": where, "trial_epochs": epochs, "trial_seconds": trial_seconds,
+                    "measured_on": where, "image_side": side, "trial_epochs": epochs, "trial_seconds": trial_seconds,
                     "full_run_seconds": round(time.perf_counter() - started - trial_seconds, 1),
                     "chosen": best, "candidates": choose.choice_table(timings, c.latency_budget, trials, accuracy,
                                                                       best)}, full[best]

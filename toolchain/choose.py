@@ -238,10 +238,12 @@ def fitting(timings: Sequence[Timing], budget_ms: float, variant: str, threads: 
     return fit
 
 
-def finalists(fit: Sequence[Timing], count: int) -> list[Timing]:
-    """The most promising `count`: one per family first, each family's slowest fitting candidate (the widest and
-    largest the budget allows), slowest family first; further ones by the same order when families run out."""
-    ranked = sorted(fit, key=lambda t: (-t.median_ms, t.candidate.id))
+def finalists(fit: Sequence[Timing], count: int, image_side: int | None = None) -> list[Timing]:
+    """The most promising `count`: one per family first, each family's widest candidate at its preferred input
+    size; further ones in the same order when families run out. The preferred size is the smallest fitting one that
+    covers the images' shorter side (a larger one only interpolates and spends budget that width could use), or
+    the largest fitting one when none covers it (or the side is unknown)."""
+    ranked = sorted(fit, key=lambda t: (_size_rank(t.candidate.size, image_side), -t.median_ms, t.candidate.id))
     chosen, families = [], set()
     for timing in ranked:
         if timing.candidate.model not in families:
@@ -249,6 +251,11 @@ def finalists(fit: Sequence[Timing], count: int) -> list[Timing]:
             families.add(timing.candidate.model)
     chosen += [t for t in ranked if t not in chosen]
     return chosen[:count]
+
+
+def _size_rank(size: int, image_side: int | None) -> tuple[int, int]:
+    """Sizes that cover the images first, smallest first; then the others, largest first."""
+    return (0, size) if image_side is not None and size >= image_side else (1, -size)
 
 
 def contenders(tried: Sequence[Timing], trials: dict[str, float], count: int) -> list[Timing]:

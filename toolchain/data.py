@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeclf.runtime.datasets import builtin_folder, is_written, resolve, stratified_indices, write_folder
 from edgeclf.runtime.folder import DatasetError, ImageFolder, LabelledImages, scan_splits
+from edgeclf.runtime.preprocess import ImageError, load_image
 from edgeclf.toolchain import cache
 from edgeclf.toolchain._tf import keras_home
 from edgeclf.toolchain.cache import CacheStats
@@ -117,6 +118,19 @@ def _scan_splits(root: Path, val_split: float, seed: int) -> tuple[tuple[str, ..
         return folder.classes, {"train": train, "val": val}, list(folder.ignored), f"--val-split {val_split} --seed {seed}"
     ignored = [item for folder in folders.values() for item in folder.ignored]
     return folders["train"].classes, {name: list(f.files) for name, f in folders.items()}, ignored, "folders"
+
+
+def image_side(source: str, sample: int = 64) -> int | None:
+    """The median shorter side (px) of up to `sample` images spread over the dataset, or None when none decodes:
+    the resolution the images carry. Sizes above it only interpolate (digits are 8 x 8)."""
+    files = [path for folder in scan_splits(resolve_source(source)).values() for path, _ in folder.files]
+    sides = []
+    for path in files[::max(1, len(files) // sample)][:sample]:
+        try:
+            sides.append(min(load_image(path).shape[:2]))
+        except ImageError:
+            continue  # the data stage reports it
+    return int(np.median(sides)) if sides else None
 
 
 def load_splits(source: str, size: int, val_split: float, seed: int, batch_size: int = 1,

@@ -129,9 +129,15 @@ def _calibration_md(report: dict) -> list[str]:
 
 def _choice_heading(choice: dict) -> str:
     return (f"{choice['chosen']} chosen for {choice['budget_ms']:g} ms ({choice['variant']}, {choice['threads']} "
-            f"thread(s), measured on {choice['measured_on']}); the finalists trained {choice['trial_epochs']} epoch(s) "
+            f"thread(s), measured on {choice['measured_on']}); the finalists{_finalist_sizes(choice)} trained {choice['trial_epochs']} epoch(s) "
             f"each, the last half at a tenth of the learning rate ({choice['trial_seconds']:.0f} s in all), and the "
             f"best of them fully ({choice.get('full_run_seconds', 0):.0f} s): the most accurate full run is the model.")
+
+
+def _finalist_sizes(choice: dict) -> str:
+    side = choice.get("image_side")
+    return (f" (each family's widest at the smallest fitting size that covers the images' {side} px, else its largest)"
+            if side else "")
 
 
 def _choice_rows(choice: dict) -> list[list]:

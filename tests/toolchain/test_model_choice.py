@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -147,7 +148,8 @@ def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_ta
     table = {row["candidate"]: row for row in choice["candidates"]}
     assert {c for c, row in table.items() if row["fits"]} == {"tiny_16", "tiny_24", "cnn_16"}
     tried = {c for c, row in table.items() if row["short_run_accuracy"] is not None}
-    assert tried == {"cnn_16", "tiny_24"}  # one per family: each family's slowest that fits
+    # one per family: digits are 8 x 8, so each family's widest at the smallest fitting size (16 px covers them)
+    assert tried == {"cnn_16", "tiny_16"} and choice["image_side"] == 8
     brief = max(tried, key=lambda c: (table[c]["short_run_accuracy"], -table[c]["latency_ms"]))
     full = {c: row["full_run_accuracy"] for c, row in table.items() if row["full_run_accuracy"] is not None}
     assert set(full) == {c for c in tried if table[c]["short_run_accuracy"] >=
@@ -161,6 +163,31 @@ def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_ta
     assert report["model"]["name"] == model and report["model"]["size"] == int(size)
     assert "int8" in report["artifacts"]  # the budget is for int8, so int8 is built
     assert "## Model choice" in (run / "report.md").read_text() and "Model choice" in (run / "report.html").read_text()
+
+
+def test_finalists_prefer_the_smallest_size_that_covers_the_images_and_then_the_widest():
+    fit = [choose.Timing(choose.Candidate(m, a, size), ms, 1000) for m, a, size, ms in
+           (("mobilenet_v2", 0.5, 32, 1.0), ("mobilenet_v2", 1.0, 32, 2.0), ("mobilenet_v2", 0.5, 48, 2.5),
+            ("mobilenet_v2", 1.0, 48, 4.0), ("cnn", None, 32, 1.5), ("cnn", None, 48, 3.0))]
+    ids = [t.candidate.id for t in choose.finalists(fit, 6, image_side=8)]
+    assert ids[:2] == ["mobilenet_v2_1_32", "cnn_32"] and ids[2] == "mobilenet_v2_0.5_32"  # 32 px covers 8 px
+    assert [t.candidate.id for t in choose.finalists(fit, 2, image_side=40)] == ["mobilenet_v2_1_48", "cnn_48"]
+    # no size covers 160 px images (or the side is unknown): each family's largest, widest first
+    for side in (160, None):
+        assert [t.candidate.id for t in choose.finalists(fit, 3, side)] == ["mobilenet_v2_1_48", "cnn_48",
+                                                                          "mobilenet_v2_0.5_48"]
+
+
+def test_image_side_is_the_median_shorter_side(tmp_path):
+    from edgeclf.toolchain.data import image_side
+
+    for i, (h, w) in enumerate(((20, 30), (40, 25), (50, 60))):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "a" / f"{i}.png"), np.zeros((h, w, 3), np.uint8))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "broken.png").write_bytes(b"not an image")
+    assert image_side(str(tmp_path)) == 25
+    assert image_side("digits") == 8
 
 
 def test_contenders_are_the_best_brief_run_and_those_within_the_margin():
