@@ -601,6 +601,7 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
     from edgeclf.toolchain import choose
 
     c = config.choice
+    side = image_side(config.data.source)  # first: a folder that cannot be read fails before any timing
     candidates = choose.grid(c.models, c.alphas, c.sizes)
     log(f"[choose] {len(candidates)} candidates, --latency-budget {c.latency_budget:g} ms for {c.budget_variant} at "
         f"{c.threads} thread(s)")
@@ -610,7 +611,6 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
     else:
         log("  timing them on this machine (pass --device device.json to judge them on the target)")
         timings, where = choose.measure_here(candidates, c.budget_variant, c.threads, log), "this machine"
-    side = image_side(config.data.source)
     tried = choose.finalists(choose.fitting(timings, c.latency_budget, c.budget_variant, c.threads, where), c.finalists,
                              side)
     started, epochs = time.perf_counter(), c.trial_epochs or max(2, config.train.epochs // 10)

@@ -249,3 +249,10 @@ def test_candidates_then_bench_on_the_runtime_gives_a_device_json_the_build_read
     assert grid == manifest["grid"] and sorted(t.candidate.id for t in timings) == sorted(CRAFTED_MS)
     again = CliRunner().invoke(cli, ["candidates", "--out", str(out), "--models", "tiny,cnn", "--sizes", "16,24"])
     assert again.exit_code == 0 and "[1/4]" not in again.output  # the same grid's files are kept
+
+
+def test_a_missing_data_folder_fails_before_any_candidate_is_timed(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--data", str(tmp_path / "nope"), "--latency-budget", "5",
+                                      "--candidate-models", "tiny", "--out", str(tmp_path / "runs")])
+    assert result.exit_code != 0 and f"{tmp_path / 'nope'}: no such folder" in result.output
+    assert "timing them" not in result.output and not (tmp_path / "runs").exists()
