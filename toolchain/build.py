@@ -617,11 +617,11 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
     trials = _brief_runs(config, tried, epochs, strategy, log)
     trial_seconds = round(time.perf_counter() - started, 1)
     full = _full_runs(config, choose.contenders(tried, trials, c.full_runs), strategy, log)
-    best = max(full, key=lambda cid: _best_accuracy(full[cid]))
+    accuracy = {cid: round(_best_accuracy(result), 4) for cid, result in full.items()}
+    best = max(accuracy, key=accuracy.get)
     log(f"  chosen: {best}")
     chosen = config.override({**next(t.candidate for t in tried if t.candidate.id == best).overrides(),
                               **({"quantize.int8": True} if c.budget_variant == "int8" else {})})
-    accuracy = {cid: round(_best_accuracy(result), 4) for cid, result in full.items()}
     return chosen, {"budget_ms": c.latency_budget, "variant": c.budget_variant, "threads": c.threads,
                     "measured_on": where, "image_side": side, "trial_epochs": epochs, "trial_seconds": trial_seconds,
                     "full_run_seconds": round(time.perf_counter() - started - trial_seconds, 1),
@@ -634,11 +634,9 @@ def _brief_runs(config: BuildConfig, tried: list, epochs: int, strategy: Any,
     """Each finalist trained `epochs` with the step schedule, whose last half runs at a tenth of the learning
     rate: a short run at the full rate ends wherever its last noisy step left it (cnn's validation accuracy on
     digits went 81, 67, 84, 88, 72% in its first epochs at 1e-3 before settling at 98%)."""
-    trials = {}
+    trials, brief = {}, {"train.epochs": epochs, "train.fine_tune_epochs": 0, "train.schedule": "step"}
     for timing in tried:
-        brief = config.override({**timing.candidate.overrides(), "train.epochs": epochs, "train.fine_tune_epochs": 0,
-                                 "train.schedule": "step", "choice.latency_budget": None, "choice.device": None})
-        trials[timing.candidate.id] = round(_best_accuracy(_train_apart(brief, strategy)), 4)
+        trials[timing.candidate.id] = round(_best_accuracy(_train_apart(config, timing.candidate, strategy, brief)), 4)
         log(f"  {timing.candidate.id} ({timing.median_ms:.2f} ms): {100 * trials[timing.candidate.id]:.2f}% after "
             f"{epochs} epoch(s)")
     return trials
@@ -648,9 +646,7 @@ def _full_runs(config: BuildConfig, contenders: list, strategy: Any, log: Callab
     """The contenders trained as the build would train them: {candidate id: TrainResult}."""
     full = {}
     for timing in contenders:
-        full[timing.candidate.id] = _train_apart(config.override({**timing.candidate.overrides(),
-                                                                  "choice.latency_budget": None,
-                                                                  "choice.device": None}), strategy)
+        full[timing.candidate.id] = _train_apart(config, timing.candidate, strategy)
         log(f"  {timing.candidate.id} trained fully: {100 * _best_accuracy(full[timing.candidate.id]):.2f}%")
     return full
 
@@ -659,10 +655,13 @@ def _best_accuracy(result: TrainResult) -> float:
     return max(result.history.get("val_accuracy", [0.0]))
 
 
-def _train_apart(config: BuildConfig, strategy: Any) -> TrainResult:
-    """The data, model and train stages in a folder that is removed, with the same seed and split as the build."""
+def _train_apart(config: BuildConfig, candidate: Any, strategy: Any, changes: dict | None = None) -> TrainResult:
+    """A candidate's data, model and train stages (with `changes` to the build's settings) in a folder that is
+    removed, with the same seed and split as the build."""
     import tempfile
 
+    config = config.override({**candidate.overrides(), **(changes or {}), "choice.latency_budget": None,
+                              "choice.device": None})
     with tempfile.TemporaryDirectory(prefix=".edgeclf-trial-") as folder:
         ctx = BuildContext(config, Path(folder), lambda message: None, strategy=strategy)
         for name, stage in STAGES[:3]:

@@ -7,8 +7,8 @@ with the runtime alone. Each file's TFLite metadata names it (`edgeclf candidate
 device.json says which candidate each figure belongs to, whatever the files were renamed to.
 
 `edgeclf build --latency-budget MS [--device device.json]` keeps the candidates whose median fits the budget,
-trains the most promising few briefly (one per family: the widest and largest that fits, the most capacity
-the budget allows) on the user's data with the same seed and split, then trains the best of them fully (the
+trains the most promising few briefly (one per family: its widest at the smallest fitting size that covers the
+images, see `finalists`) on the user's data with the same seed and split, then trains the best of them fully (the
 runner-up too when the brief runs cannot tell them apart) and keeps the most accurate.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from edgeclf.runtime.datasets import BUILTIN_DATASETS
-from edgeclf.toolchain.choose import DEFAULT_ALPHAS, DEFAULT_MODELS, DEFAULT_SIZES
+from edgeclf.toolchain.choose import BRIEF_RUN_MARGIN, DEFAULT_ALPHAS, DEFAULT_MODELS, DEFAULT_SIZES
 from edgeclf.runtime.errors import UserError
 
 AUGMENT_LEVELS = ("none", "light", "strong")
@@ -319,7 +319,7 @@ class ChoiceConfig:
     budget_variant: str = setting("int8", "The artifact the latency budget is for.", choices=BUDGET_VARIANTS)
     finalists: int = setting(5, "Candidates trained briefly under --latency-budget.")
     full_runs: int = setting(2, "Of those, the most this many are trained fully: the best brief run and the ones "
-                                "within 2 points of it; the build keeps the most accurate.")
+                                f"within {100 * BRIEF_RUN_MARGIN:g} points of it; the build keeps the most accurate.")
     models: tuple[str, ...] = setting(DEFAULT_MODELS, "The candidates' families (repeatable; as `edgeclf candidates "
                                                       "--models`).", flag="--candidate-models", metavar="MODEL")
     alphas: tuple[float, ...] = setting(DEFAULT_ALPHAS, "The candidates' widths, for the families that have them "

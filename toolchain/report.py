@@ -129,7 +129,8 @@ def _calibration_md(report: dict) -> list[str]:
 
 def _choice_heading(choice: dict) -> str:
     return (f"{choice['chosen']} chosen for {choice['budget_ms']:g} ms ({choice['variant']}, {choice['threads']} "
-            f"thread(s), measured on {choice['measured_on']}); the finalists{_finalist_sizes(choice)} trained {choice['trial_epochs']} epoch(s) "
+            f"thread(s), measured on {choice['measured_on']}); the finalists{_finalist_sizes(choice)} trained "
+            f"{choice['trial_epochs']} epoch(s) "
             f"each, the last half at a tenth of the learning rate ({choice['trial_seconds']:.0f} s in all), and the "
             f"best of them fully ({choice.get('full_run_seconds', 0):.0f} s): the most accurate full run is the model.")
 

@@ -181,8 +181,8 @@ def test_finalists_prefer_the_smallest_size_that_covers_the_images_and_then_the_
 def test_image_side_is_the_median_shorter_side(tmp_path):
     from edgeclf.toolchain.data import image_side
 
+    (tmp_path / "a").mkdir()
     for i, (h, w) in enumerate(((20, 30), (40, 25), (50, 60))):
-        (tmp_path / "a").mkdir(exist_ok=True)
         cv2.imwrite(str(tmp_path / "a" / f"{i}.png"), np.zeros((h, w, 3), np.uint8))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "broken.png").write_bytes(b"not an image")
