@@ -218,9 +218,27 @@ def fit(model: Any, train: Any, val: Any, epochs: int, learning_rate: float, log
         all_callbacks.append(k.callbacks.LearningRateScheduler(_schedule("cosine", learning_rate, epochs)))
     if options.tensorboard is not None:
         all_callbacks.append(k.callbacks.TensorBoard(log_dir=str(options.tensorboard / label.replace(" ", "_"))))
+    train, steps = _one_iterator(train)
     history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
-                        verbose=0)
+                        steps_per_epoch=steps, verbose=0)
     return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def _one_iterator(train: Any) -> tuple[Any, int | None]:
+    """The training batches repeated, and the batches of one epoch; (train, None) where that cannot be done.
+
+    Given a finite dataset, Keras makes a new iterator every epoch and drops the last one unfinished
+    (it stops after the known number of steps); tearing that one down blocked for about 1.4 s in
+    a third of the epochs here (MobileNetV2 0.35 at 96 px, 1,200 images: 3.6 s epochs). Repeated, one
+    iterator serves every epoch: each epoch is still exactly one pass over the data in a new order
+    (the shuffle reshuffles on each repetition), and the gaps are gone. Kept as given under a strategy
+    with several replicas, whose per-replica share of an epoch Keras counts itself.
+    """
+    tf_ = tf()
+    steps = int(train.cardinality()) if isinstance(train, tf_.data.Dataset) else -1
+    if steps <= 0 or tf_.distribute.get_strategy().num_replicas_in_sync != 1:
+        return train, None
+    return train.repeat(), steps
 
 
 def has_backup(folder: Path | None) -> bool:

@@ -182,6 +182,21 @@ def test_schedules_and_label_smoothing():
     assert smoothed == pytest.approx(float(-(target * np.log([0.7, 0.2, 0.1])).sum()), rel=1e-5)
 
 
+def test_training_batches_repeat_with_each_epoch_one_pass_in_a_new_order():
+    """fit() hands Keras one repeated iterator (no teardown between epochs): every epoch is still exactly
+    one pass over the images, the last short batch included, and the shuffle differs between epochs."""
+    from edgeclf.toolchain.pipeline import make_dataset
+    from edgeclf.toolchain.train import _one_iterator
+
+    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    train, steps = _one_iterator(make_dataset(images, np.arange(10), 4, True, seed=0))
+    assert steps == 3
+    batches = [x[:, 0, 0, 0].numpy().astype(int).tolist() for x, _ in train.take(3 * steps)]
+    epochs = [sum(batches[e * steps:(e + 1) * steps], []) for e in range(3)]
+    assert [sorted(epoch) for epoch in epochs] == [list(range(10))] * 3
+    assert [len(b) for b in batches[:steps]] == [4, 4, 2] and len({tuple(e) for e in epochs}) == 3
+
+
 def test_same_seed_and_data_give_the_same_metrics(tmp_path):
     from edgeclf.toolchain.build import build
 
