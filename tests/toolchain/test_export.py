@@ -32,6 +32,23 @@ def test_float32_matches_keras_converter(cnn_model, tmp_path):
     for a, b in ((ours.input, keras_own.input), (ours.output, keras_own.output)):
         assert (a.name, a.dtype, a.shape) == (b.name, b.dtype, b.shape)
     assert ours.input.name == "serving_default_pixels:0"
+    assert _signatures(ours.content) == _signatures(keras_own.content) == {
+        "serving_default": {"inputs": ["pixels"], "outputs": ["classifier"]}}
+
+
+def _signatures(content: bytes) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=content).get_signature_list()
+
+
+def test_quantized_variants_keep_the_serving_signature(cnn_model):
+    """Converted in memory (no SavedModel round trip), every variant still has Keras' signature and names,
+    so an app's signature runner finds 'serving_default'."""
+    images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    for name in ("int8", "dynamic", "float16"):
+        content = export.variant(name).convert(cnn_model, export.Calibrated(images))
+        assert _signatures(content) == {"serving_default": {"inputs": ["pixels"], "outputs": ["classifier"]}}, name
 
 
 def test_batch_dimension_stays_resizable(cnn_model, tmp_path):
