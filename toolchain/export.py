@@ -45,8 +45,14 @@ def _converter(model: Any) -> Any:
     spec = tf_.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name=model.input_names[0])
     holder.serve = tf_.function(serve, input_signature=[spec])
     converter = tf_.lite.TFLiteConverter.from_concrete_functions([holder.serve.get_concrete_function()], holder)
-    converter.experimental_lower_to_saved_model = len(model.inputs) != 1 or len(names) != 1  # see _convert
+    converter.experimental_lower_to_saved_model = not _one_in_one_out(model)  # see _serving_signature
     return converter
+
+
+def _one_in_one_out(model: Any) -> bool:
+    """Whether the model has the single input and output whose signature `_serving_signature` writes back;
+    any other model is converted through a SavedModel, which names its tensors itself."""
+    return len(model.inputs) == 1 and len(model.output_names) == 1
 
 
 def _convert(model: Any, converter: Any) -> bytes:
@@ -61,9 +67,11 @@ def _serving_signature(content: bytes, model: Any) -> bytes:
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    if flat.signatureDefs or len(model.inputs) != 1 or len(model.output_names) != 1:
+    if not _one_in_one_out(model):
         return content  # converted through a SavedModel: named already
+    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    if flat.signatureDefs:
+        return content
 
     def tensor_map(name: str, index: int) -> Any:
         entry = flatbuffer_utils.schema_fb.TensorMapT()
