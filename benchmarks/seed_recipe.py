@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -224,15 +225,17 @@ def _transfer(root: Path, epochs: int, tmp: Path, env: dict, backbone: Path, see
     """The transfer cell once per seed (both sides); its figures are the mean accuracy delta and the median
     time-to-recipe-accuracy ratio over the seeds, every seed's cell listed under "seeds"."""
     runs = {seed: _cell(root, "mobilenet_v2", epochs, tmp, env, weights=str(backbone), seed=seed) for seed in seeds}
-    reached = sorted(c["time_to_recipe_accuracy_ratio"] for c in runs.values()
-                     if c["time_to_recipe_accuracy_ratio"] is not None)
-    misses = len(runs) - len(reached)
-    median = None if misses * 2 >= len(runs) else (reached + [float("inf")] * misses)[len(runs) // 2]
-    mean = lambda key: round(sum(c[key] for c in runs.values()) / len(runs), 2)  # noqa: E731
+    never = float("inf")  # a seed whose edgeclf run never reached the recipe's accuracy
+    median = statistics.median(never if c["time_to_recipe_accuracy_ratio"] is None else c["time_to_recipe_accuracy_ratio"]
+                               for c in runs.values())
+
+    def mean(key: str) -> float:
+        return round(statistics.fmean(c[key] for c in runs.values()), 2)
+
     return {"recipe_accuracy": mean("recipe_accuracy"), "edgeclf_accuracy": mean("edgeclf_accuracy"),
             "accuracy_delta": mean("accuracy_delta"), "recipe_seconds": mean("recipe_seconds"),
             "edgeclf_seconds": mean("edgeclf_seconds"), "time_ratio": round(max(c["time_ratio"] for c in runs.values()), 3),
-            "time_to_recipe_accuracy_ratio": median, "recipe_epochs": runs[seeds[0]]["recipe_epochs"],
+            "time_to_recipe_accuracy_ratio": None if median == never else median, "recipe_epochs": runs[seeds[0]]["recipe_epochs"],
             "edgeclf_epochs": runs[seeds[0]]["edgeclf_epochs"], "seeds": runs}
 
 
