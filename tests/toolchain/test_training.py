@@ -197,6 +197,65 @@ def test_training_batches_repeat_with_each_epoch_one_pass_in_a_new_order():
     assert [len(b) for b in batches[:steps]] == [4, 4, 2] and len({tuple(e) for e in epochs}) == 3
 
 
+def _tiny_fit(backup: Path, epochs: int, callbacks: list) -> dict:
+    from edgeclf.toolchain._tf import keras
+    from edgeclf.toolchain.pipeline import make_dataset
+    from edgeclf.toolchain.train import FitOptions, fit
+
+    k = keras()
+    images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), np.uint8)
+    model = k.Sequential([k.Input((8, 8, 3)), k.layers.Flatten(), k.layers.Dense(2, activation="softmax")])
+    data = make_dataset(images, np.arange(16) % 2, 8, True, seed=0)
+    return fit(model, data, make_dataset(images, np.arange(16) % 2, 8, False, seed=0), epochs, 1e-3, lambda _: None,
+               callbacks=callbacks, early_stopping=False, options=FitOptions(backup=backup))
+
+
+def test_resume_point_writes_do_not_hold_up_training_and_the_newest_is_on_disk_after_fit(tmp_path, monkeypatch):
+    """A write that stalls (an fsync behind another process' writes) must not stop the epochs: the first
+    write here waits until training has finished its fourth epoch. Snapshots that arrive meanwhile replace
+    each other, and fit returns only once the newest (epoch 5) is on disk."""
+    import threading
+
+    from edgeclf.toolchain import train
+    from edgeclf.toolchain._tf import keras
+
+    fourth_epoch_done, states, real = threading.Event(), [], train.write_atomically
+
+    def stalling_disk(target: Path, content: bytes) -> None:
+        if target.name == train.RESUME_WEIGHTS and not states:
+            assert fourth_epoch_done.wait(timeout=60), "training waited for the resume point's write"
+        if target.name == train.RESUME_STATE:
+            states.append(json.loads(content)["epoch"])
+        real(target, content)
+
+    class FourthEpoch(keras().callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 3:
+                fourth_epoch_done.set()
+
+    monkeypatch.setattr(train, "write_atomically", stalling_disk)
+    history = _tiny_fit(tmp_path, 5, [FourthEpoch()])
+    assert len(history["loss"]) == 5
+    assert states[0] == 1 and states[-1] == 5 and 2 not in states and states == sorted(states)
+    assert json.loads((tmp_path / train.RESUME_STATE).read_text())["epoch"] == 5
+    with np.load(tmp_path / train.RESUME_WEIGHTS) as saved:
+        assert len(saved.files) == 2  # the Dense layer's kernel and bias
+
+
+def test_a_resume_point_that_cannot_be_written_fails_the_fit(tmp_path, monkeypatch):
+    import errno
+
+    from edgeclf.toolchain import train
+
+    def full_disk(target: Path, content: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(train, "write_atomically", full_disk)
+    with pytest.raises(OSError, match="No space left") as error:
+        _tiny_fit(tmp_path, 3, [])
+    assert error.value.errno == errno.ENOSPC
+
+
 def test_same_seed_and_data_give_the_same_metrics(tmp_path):
     from edgeclf.toolchain.build import build
 
