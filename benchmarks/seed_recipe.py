@@ -161,13 +161,19 @@ def _timed(command: list[str], env: dict) -> tuple[float, str]:
     return elapsed, proc.stdout
 
 
+def _outside_epochs(report: dict) -> float:
+    """Seconds of edgeclf's train stage outside its epochs (datasets, compiling, callbacks between epochs, the
+    end-of-training writes): about 2 s normally; a run far above that stalled somewhere other than training."""
+    return report["stages"]["train"] - sum(report["history"]["train"]["seconds"])
+
+
 def _seconds_to_accuracy(report: dict, total_s: float, accuracy: float) -> float | None:
     """Seconds from edgeclf's process start to the end of its first epoch whose validation accuracy (Keras',
     as the recipe's) reached `accuracy`; everything in the train stage outside epochs (stage 1's features,
     datasets, compiling) is counted before the first epoch. None if no epoch reached it."""
     history, stages = report["history"]["train"], report["stages"]
     elapsed = total_s - sum(stages.values()) + stages["data"] + stages["model"]
-    elapsed += stages["train"] - sum(history["seconds"])
+    elapsed += _outside_epochs(report)
     for seconds, value in zip(history["seconds"], history["val_accuracy"]):
         elapsed += seconds
         if value >= accuracy:
@@ -205,7 +211,8 @@ def _cell(root: Path, name: str, epochs: int, tmp: Path, env: dict, weights: str
         again = _edgeclf(root, flags, epochs, tmp / "runs" / f"{tag}-again", env)
         recipe_again = _recipe(root, kind, epochs, tmp / "recipe" / f"{tag}-again", env, weights, seed)
         retimed = {"retimed": {"recipe_seconds": [recipe["seconds"], recipe_again["seconds"]],
-                               "edgeclf_seconds": [round(seconds, 1), round(again[2], 1)]}}
+                               "edgeclf_seconds": [round(seconds, 1), round(again[2], 1)],
+                               "edgeclf_train_outside_epochs": [round(_outside_epochs(r), 1) for r in (report, again[1])]}}
         if again[2] < seconds:
             summary, report, seconds = again
         recipe = {**recipe, "seconds": min(recipe["seconds"], recipe_again["seconds"])}  # accuracy: the first run's
@@ -218,6 +225,7 @@ def _cell(root: Path, name: str, epochs: int, tmp: Path, env: dict, weights: str
             "time_ratio": round(seconds / recipe["seconds"], 3),
             "time_to_recipe_accuracy_ratio": None if reached is None else round(reached / recipe["seconds"], 3),
             "edgeclf_stages": {k: round(v, 1) for k, v in report["stages"].items()},
+            "edgeclf_train_outside_epochs": round(_outside_epochs(report), 1),
             **({"edgeclf_training": report["training"]} if report.get("training") else {}), **retimed}
 
 
