@@ -597,7 +597,8 @@ def build(config: BuildConfig, log: Callable[[str], None] = lambda message: None
 def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> tuple[BuildConfig, dict, TrainResult]:
     """--latency-budget: the candidates' latency (device.json, or measured here), brief trainings of the most
     promising that fit, full trainings of the best, and the winner's config (with --int8 when the budget is for
-    int8), its trained model (the build does not train it again) and the report table."""
+    int8), its trained model (the build does not train it again) and the report table. The winner is the full run
+    most accurate as deployed: its int8 top-1 for an int8 budget (see choose.next_contender)."""
     from edgeclf.toolchain import choose
 
     c = config.choice
@@ -616,17 +617,23 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
     started, epochs = time.perf_counter(), c.trial_epochs or max(2, config.train.epochs // 10)
     trials = _brief_runs(config, tried, epochs, strategy, log)
     trial_seconds = round(time.perf_counter() - started, 1)
-    full = _full_runs(config, choose.contenders(tried, trials, c.full_runs), strategy, log)
-    accuracy = {cid: round(_best_accuracy(result), 4) for cid, result in full.items()}
-    best = max(accuracy, key=accuracy.get)
+    int8 = c.budget_variant == "int8"
+    full = _full_runs(config, choose.contenders(tried, trials, c.full_runs), strategy, int8, log)
+    while (extra := choose.next_contender(tried, trials, {cid: run.deployed for cid, run in full.items()})) is not None:
+        log(f"  {extra.candidate.id}'s brief run ({100 * trials[extra.candidate.id]:.2f}%) beat every full run"
+            f"{' at int8' if int8 else ''}: training it fully too")
+        full.update(_full_runs(config, [extra], strategy, int8, log))
+    best = max(full, key=lambda cid: full[cid].deployed)
     log(f"  chosen: {best}")
     chosen = config.override({**next(t.candidate for t in tried if t.candidate.id == best).overrides(),
-                              **({"quantize.int8": True} if c.budget_variant == "int8" else {})})
+                              **({"quantize.int8": True} if int8 else {})})
+    table = choose.choice_table(timings, c.latency_budget, trials,
+                                {cid: round(run.accuracy, 4) for cid, run in full.items()},
+                                {cid: round(run.int8_accuracy, 4) for cid, run in full.items() if int8}, best)
     return chosen, {"budget_ms": c.latency_budget, "variant": c.budget_variant, "threads": c.threads,
                     "measured_on": where, "image_side": side, "trial_epochs": epochs, "trial_seconds": trial_seconds,
                     "full_run_seconds": round(time.perf_counter() - started - trial_seconds, 1),
-                    "chosen": best, "candidates": choose.choice_table(timings, c.latency_budget, trials, accuracy,
-                                                                      best)}, full[best]
+                    "chosen": best, "candidates": table}, full[best].result
 
 
 def _brief_runs(config: BuildConfig, tried: list, epochs: int, strategy: Any,
@@ -636,37 +643,68 @@ def _brief_runs(config: BuildConfig, tried: list, epochs: int, strategy: Any,
     digits went 81, 67, 84, 88, 72% in its first epochs at 1e-3 before settling at 98%)."""
     trials, brief = {}, {"train.epochs": epochs, "train.fine_tune_epochs": 0, "train.schedule": "step"}
     for timing in tried:
-        trials[timing.candidate.id] = round(_best_accuracy(_train_apart(config, timing.candidate, strategy, brief)), 4)
+        trials[timing.candidate.id] = round(_train_apart(config, timing.candidate, strategy, brief).accuracy, 4)
         log(f"  {timing.candidate.id} ({timing.median_ms:.2f} ms): {100 * trials[timing.candidate.id]:.2f}% after "
             f"{epochs} epoch(s)")
     return trials
 
 
-def _full_runs(config: BuildConfig, contenders: list, strategy: Any, log: Callable[[str], None]) -> dict:
-    """The contenders trained as the build would train them: {candidate id: TrainResult}."""
+def _full_runs(config: BuildConfig, contenders: list, strategy: Any, int8: bool,
+               log: Callable[[str], None]) -> dict[str, "_Trial"]:
+    """The contenders trained as the build would train them (and, with `int8`, converted to full int8 as it would
+    convert them): {candidate id: _Trial}."""
     full = {}
     for timing in contenders:
-        full[timing.candidate.id] = _train_apart(config, timing.candidate, strategy)
-        log(f"  {timing.candidate.id} trained fully: {100 * _best_accuracy(full[timing.candidate.id]):.2f}%")
+        full[timing.candidate.id] = run = _train_apart(config, timing.candidate, strategy, int8=int8)
+        log(f"  {timing.candidate.id} trained fully: {100 * run.accuracy:.2f}%"
+            + (f", int8 {100 * run.int8_accuracy:.2f}%" if int8 else ""))
     return full
 
 
-def _best_accuracy(result: TrainResult) -> float:
-    return max(result.history.get("val_accuracy", [0.0]))
+@dataclass
+class _Trial:
+    """A candidate trained apart from the build: its training, best validation top-1, and int8 top-1 when asked."""
+
+    result: TrainResult
+    int8_accuracy: float | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return max(self.result.history.get("val_accuracy", [0.0]))
+
+    @property
+    def deployed(self) -> float:
+        return self.accuracy if self.int8_accuracy is None else self.int8_accuracy
 
 
-def _train_apart(config: BuildConfig, candidate: Any, strategy: Any, changes: dict | None = None) -> TrainResult:
+def _train_apart(config: BuildConfig, candidate: Any, strategy: Any, changes: dict | None = None,
+                 int8: bool = False) -> _Trial:
     """A candidate's data, model and train stages (with `changes` to the build's settings) in a folder that is
-    removed, with the same seed and split as the build."""
+    removed, with the same seed and split as the build; with `int8`, the trained model converted as the build's
+    quantize and export stages convert it (unpruned: --prune comes after the choice) and its top-1 on the
+    validation split with the runtime."""
     import tempfile
 
     config = config.override({**candidate.overrides(), **(changes or {}), "choice.latency_budget": None,
-                              "choice.device": None})
+                              "choice.device": None, **({"quantize.int8": True} if int8 else {})})
     with tempfile.TemporaryDirectory(prefix=".edgeclf-trial-") as folder:
         ctx = BuildContext(config, Path(folder), lambda message: None, strategy=strategy)
         for name, stage in STAGES[:3]:
             setattr(ctx, name, stage(config, ctx))
-    return ctx.train
+        return _Trial(ctx.train, _int8_accuracy(config, ctx) if int8 else None)
+
+
+def _int8_accuracy(config: BuildConfig, ctx: BuildContext) -> float:
+    """The trained model as the build's full-int8 artifact (same calibration set, conversion and metadata), top-1
+    on the validation split with the runtime."""
+    from edgeclf.toolchain.export import Calibrated, variant, with_metadata
+
+    quantize, data = config.quantize, ctx.data
+    _, images = _representative_set(config, data)
+    content = variant("int8").convert(ctx.train.model, Calibrated(images, quantize.io, not quantize.per_tensor))
+    path = ctx.run_dir / "model_int8.tflite"
+    path.write_bytes(with_metadata(content, "int8", config, data.splits.classes, data.size))
+    return evaluate(Model(path), data.splits.val.images, data.splits.val.labels).accuracy
 
 
 def _prepare_resume(config: BuildConfig, out: Path, log: Callable[[str], None]) -> Path:

@@ -319,7 +319,9 @@ class ChoiceConfig:
     budget_variant: str = setting("int8", "The artifact the latency budget is for.", choices=BUDGET_VARIANTS)
     finalists: int = setting(5, "Candidates trained briefly under --latency-budget.")
     full_runs: int = setting(2, "Of those, the most this many are trained fully: the best brief run and the ones "
-                                f"within {100 * BRIEF_RUN_MARGIN:g} points of it; the build keeps the most accurate.")
+                                f"within {100 * BRIEF_RUN_MARGIN:g} points of it; the build keeps the most accurate as "
+                                "deployed (int8 top-1 for an int8 budget; a finalist whose brief run beat that is "
+                                "trained fully too).")
     models: tuple[str, ...] = setting(DEFAULT_MODELS, "The candidates' families (repeatable; as `edgeclf candidates "
                                                       "--models`).", flag="--candidate-models", metavar="MODEL")
     alphas: tuple[float, ...] = setting(DEFAULT_ALPHAS, "The candidates' widths, for the families that have them "

@@ -132,7 +132,14 @@ def _choice_heading(choice: dict) -> str:
             f"thread(s), measured on {choice['measured_on']}); the finalists{_finalist_sizes(choice)} trained "
             f"{choice['trial_epochs']} epoch(s) "
             f"each, the last half at a tenth of the learning rate ({choice['trial_seconds']:.0f} s in all), and the "
-            f"best of them fully ({choice.get('full_run_seconds', 0):.0f} s): the most accurate full run is the model.")
+            f"best of them fully ({choice.get('full_run_seconds', 0):.0f} s): the most accurate full run "
+            + ("converted to full int8 (int8 top-1 with the runtime; a finalist whose brief run beat every full run's "
+               "int8 top-1 is trained fully too) is the model." if _int8_judged(choice)
+               else "is the model."))
+
+
+def _int8_judged(choice: dict) -> bool:
+    return any(c.get("full_run_int8_accuracy") is not None for c in choice["candidates"])
 
 
 def _finalist_sizes(choice: dict) -> str:
@@ -144,14 +151,15 @@ def _finalist_sizes(choice: dict) -> str:
 def _choice_rows(choice: dict) -> list[list]:
     return [[c["candidate"], c["latency_ms"], c["bytes"] / 1024, "yes" if c["fits"] else "no",
              _percent(c["short_run_accuracy"]), _percent(c.get("full_run_accuracy")),
-             "chosen" if c["chosen"] else ""] for c in choice["candidates"]]
+             _percent(c.get("full_run_int8_accuracy")), "chosen" if c["chosen"] else ""] for c in choice["candidates"]]
 
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-CHOICE_HEADER = ["candidate", "latency ms", "KiB", "fits", "short-run top-1", "full-run top-1", ""]
+CHOICE_HEADER = ["candidate", "latency ms", "KiB", "fits", "short-run top-1", "full-run top-1", "full-run int8 top-1",
+                 ""]
 
 
 def _choice_md(report: dict) -> list[str]:
@@ -160,8 +168,8 @@ def _choice_md(report: dict) -> list[str]:
         return []
     lines = ["", "## Model choice", "", _choice_heading(choice), "", "| " + " | ".join(CHOICE_HEADER) + " |",
              "|---" * len(CHOICE_HEADER) + "|"]
-    return lines + [f"| {c} | {ms:.3f} | {kib:.1f} | {fits} | {short} | {full} | {chosen} |"
-                    for c, ms, kib, fits, short, full, chosen in _choice_rows(choice)]
+    return lines + [f"| {c} | {ms:.3f} | {kib:.1f} | {fits} | {short} | {full} | {int8} | {chosen} |"
+                    for c, ms, kib, fits, short, full, int8, chosen in _choice_rows(choice)]
 
 
 def _training_md(report: dict) -> list[str]:

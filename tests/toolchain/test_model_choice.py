@@ -154,15 +154,37 @@ def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_ta
     full = {c: row["full_run_accuracy"] for c, row in table.items() if row["full_run_accuracy"] is not None}
     assert set(full) == {c for c in tried if table[c]["short_run_accuracy"] >=
                          table[brief]["short_run_accuracy"] - choose.BRIEF_RUN_MARGIN} and brief in full
-    best = max(full, key=lambda c: (full[c], -table[c]["latency_ms"]))
+    # the budget is for int8: every full run is judged by its int8 top-1, and the best of those is the model
+    int8 = {c: row["full_run_int8_accuracy"] for c, row in table.items() if row["full_run_int8_accuracy"] is not None}
+    assert set(int8) == set(full)
+    best = max(int8, key=lambda c: (int8[c], -table[c]["latency_ms"]))
     assert choice["chosen"] == best and table[best]["chosen"] and sum(r["chosen"] for r in table.values()) == 1
-    # the build keeps the full run's model: its float32 artifact scores what that run's best epoch scored
+    # the build keeps the full run's model: its float32 artifact scores what that run's best epoch scored, and its
+    # int8 artifact what the choice measured (the same conversion of the same weights)
     assert report["artifacts"]["float32"]["accuracy"] == pytest.approx(full[best], abs=0.005)
+    assert report["artifacts"]["int8"]["accuracy"] == pytest.approx(int8[best], abs=0.0001)
     assert table["cnn_16"]["latency_ms"] == 3.0 and choice["measured_on"].endswith(str(device))
     model, size = best.rsplit("_", 1)
     assert report["model"]["name"] == model and report["model"]["size"] == int(size)
     assert "int8" in report["artifacts"]  # the budget is for int8, so int8 is built
-    assert "## Model choice" in (run / "report.md").read_text() and "Model choice" in (run / "report.html").read_text()
+    markdown = (run / "report.md").read_text()
+    assert "## Model choice" in markdown and "full-run int8 top-1" in markdown and "converted to full int8" in markdown
+    assert "Model choice" in (run / "report.html").read_text()
+
+
+def test_a_finalist_whose_brief_run_beat_every_full_run_as_deployed_is_trained_fully_too():
+    timings = {m: choose.Timing(choose.Candidate(m, None, 32), ms, 1000) for m, ms in
+               (("efficientnet_b0", 3.0), ("cnn", 2.0), ("tiny", 1.0), ("resnet_mini", 1.5))}
+    tried = list(timings.values())
+    trials = {"efficientnet_b0_32": 0.90, "cnn_32": 0.85, "tiny_32": 0.85, "resnet_mini_32": 0.60}
+    # int8 kept the full run's lead: nothing more to train
+    assert choose.next_contender(tried, trials, {"efficientnet_b0_32": 0.93}) is None
+    # int8 lost it (EfficientNetB0 on the photos: 53 points): the best brief run left, the faster on a tie
+    assert choose.next_contender(tried, trials, {"efficientnet_b0_32": 0.40}) is timings["tiny"]
+    assert choose.next_contender(tried, trials, {"efficientnet_b0_32": 0.40, "tiny_32": 0.80}) is timings["cnn"]
+    # a brief run below the best deployed accuracy never is
+    assert choose.next_contender(tried, trials, {"efficientnet_b0_32": 0.40, "tiny_32": 0.86}) is None
+    assert choose.next_contender(tried, trials, {c: 0.5 for c in trials}) is None  # every finalist trained
 
 
 def test_finalists_prefer_the_smallest_size_that_covers_the_images_and_then_the_widest():
