@@ -367,3 +367,18 @@ def test_batchnorm_momentum_follows_the_steps_per_epoch(steps, momentum):
         norms = [layer for layer in model.submodules if isinstance(layer, keras().layers.BatchNormalization)]
         assert norms and all(layer.momentum == pytest.approx(momentum) for layer in norms)
     assert follow_steps_with_batchnorm(create_model(ModelConfig(name="tiny"), 3, 32), steps) is None  # no BatchNorm
+
+
+def test_the_training_step_is_traced_once():
+    """The optimizer's variables exist before the first step: a tf.function that creates variables on its first
+    call is traced a second time, and the training step is the costliest trace of a short run."""
+    from edgeclf.toolchain._tf import keras
+    from edgeclf.toolchain.pipeline import make_dataset
+    from edgeclf.toolchain.train import fit
+
+    k = keras()
+    images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), np.uint8)
+    model = k.Sequential([k.Input((8, 8, 3)), k.layers.Flatten(), k.layers.Dense(2, activation="softmax")])
+    data = make_dataset(images, np.arange(16) % 2, 8, True, seed=0)
+    fit(model, data, make_dataset(images, np.arange(16) % 2, 8, False, seed=0), 2, 1e-3, lambda _: None)
+    assert model.train_function.experimental_get_tracing_count() == 1
