@@ -197,17 +197,24 @@ def test_training_batches_repeat_with_each_epoch_one_pass_in_a_new_order():
     assert [len(b) for b in batches[:steps]] == [4, 4, 2] and len({tuple(e) for e in epochs}) == 3
 
 
-def _tiny_fit(backup: Path, epochs: int, callbacks: list) -> dict:
+def _tiny_model_and_data() -> tuple:
+    """A two-class dense model on 16 random 8 x 8 images: (model, training batches, validation batches)."""
     from edgeclf.toolchain._tf import keras
     from edgeclf.toolchain.pipeline import make_dataset
-    from edgeclf.toolchain.train import FitOptions, fit
 
     k = keras()
     images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), np.uint8)
     model = k.Sequential([k.Input((8, 8, 3)), k.layers.Flatten(), k.layers.Dense(2, activation="softmax")])
-    data = make_dataset(images, np.arange(16) % 2, 8, True, seed=0)
-    return fit(model, data, make_dataset(images, np.arange(16) % 2, 8, False, seed=0), epochs, 1e-3, lambda _: None,
-               callbacks=callbacks, early_stopping=False, options=FitOptions(backup=backup))
+    return (model, make_dataset(images, np.arange(16) % 2, 8, True, seed=0),
+            make_dataset(images, np.arange(16) % 2, 8, False, seed=0))
+
+
+def _tiny_fit(backup: Path, epochs: int, callbacks: list) -> dict:
+    from edgeclf.toolchain.train import FitOptions, fit
+
+    model, train, val = _tiny_model_and_data()
+    return fit(model, train, val, epochs, 1e-3, lambda _: None, callbacks=callbacks, early_stopping=False,
+               options=FitOptions(backup=backup))
 
 
 def test_resume_point_writes_do_not_hold_up_training_and_the_newest_is_on_disk_after_fit(tmp_path, monkeypatch):
@@ -372,13 +379,8 @@ def test_batchnorm_momentum_follows_the_steps_per_epoch(steps, momentum):
 def test_the_training_step_is_traced_once():
     """The optimizer's variables exist before the first step: a tf.function that creates variables on its first
     call is traced a second time, and the training step is the costliest trace of a short run."""
-    from edgeclf.toolchain._tf import keras
-    from edgeclf.toolchain.pipeline import make_dataset
     from edgeclf.toolchain.train import fit
 
-    k = keras()
-    images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), np.uint8)
-    model = k.Sequential([k.Input((8, 8, 3)), k.layers.Flatten(), k.layers.Dense(2, activation="softmax")])
-    data = make_dataset(images, np.arange(16) % 2, 8, True, seed=0)
-    fit(model, data, make_dataset(images, np.arange(16) % 2, 8, False, seed=0), 2, 1e-3, lambda _: None)
+    model, train, val = _tiny_model_and_data()
+    fit(model, train, val, 2, 1e-3, lambda _: None)
     assert model.train_function.experimental_get_tracing_count() == 1
