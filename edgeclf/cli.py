@@ -657,22 +657,37 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--serve", default=None, help="Serve the live annotated stream and top-k on HOST:PORT "
               "(e.g. 127.0.0.1:8080; 0.0.0.0:8080 exposes it to the network).")
 @click.option("--quiet", "-q", is_flag=True, help="No JSON line per frame; only the summary.")
+@click.option("--confirm", type=int, default=3, show_default=True,
+              help="The state changes after a new label (or unknown) wins this many classified frames in a row.")
+@click.option("--hold", type=float, default=None,
+              help="Instead of --confirm: the state changes after a new label holds this many seconds.")
+@click.option("--events-only", is_flag=True, help="Print a JSON line only for frames that change the state.")
 @reports_errors
 def camera(model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
            resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool,
-           record: str | None, serve: str | None, quiet: bool) -> None:
-    """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end."""
-    from edgeclf.runtime.serve import LiveServer, parse_address
+           record: str | None, serve: str | None, quiet: bool, confirm: int, hold: float | None,
+           events_only: bool) -> None:
+    """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end.
+
+    A debounced state (--confirm / --hold) marks the frames where what the camera sees changes: those
+    JSON lines carry a "state" field, and --events-only prints only them.
+    """
+    from edgeclf.runtime.outputs import JsonLinesSink, RecorderSink, WindowSink
+    from edgeclf.runtime.serve import LiveServer, ServeSink, parse_address
+    from edgeclf.runtime.sinks import Sinks
     from edgeclf.runtime.sources import SourceError, open_source, parse_resolution
     from edgeclf.runtime.stream import StreamOptionError, StreamOptions, parse_roi, run_stream
 
     try:
         options = StreamOptions(top_k=top_k, every=every, smooth=smooth, threshold=threshold,
-                                roi=parse_roi(roi) if roi else None, center_crop=center_crop, max_frames=max_frames)
+                                roi=parse_roi(roi) if roi else None, center_crop=center_crop, max_frames=max_frames,
+                                confirm=confirm, hold=hold)
         address = parse_address(serve) if serve else None
         size = parse_resolution(resolution) if resolution else None
     except (StreamOptionError, SourceError, ValueError) as exc:
         raise InputError(str(exc)) from exc
+    if record and Path(record).suffix.lower() != ".mp4":
+        raise InputError(f"--record {record}: the recorder writes MP4; use a .mp4 path.")
     if display:
         _check_display()
     model = _load_model(model_path, threads)
@@ -683,52 +698,28 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     if size and getattr(stream_source, "resolution", size) != size:
         click.echo(f"{source}: asked for {size[0]}x{size[1]}, the camera gives "
                    f"{stream_source.resolution[0]}x{stream_source.resolution[1]} (its nearest mode)", err=True)
-    server = LiveServer(*address) if address else None
-    if server:
+    outputs: list = [] if quiet else [JsonLinesSink(events_only)]
+    if record:
+        outputs.append(RecorderSink(Path(record)))
+    if address:
+        server = LiveServer(*address)
         click.echo(f"serving {server.url}", err=True)
-    writer: list = []  # the video writer, opened on the first frame (its size comes from the frame)
-    on_result = _frame_handler(quiet, record, server, display, writer)
-
+        outputs.append(ServeSink(server))
+    stop_requests: list = []
+    if display:
+        outputs.append(WindowSink(lambda: stop_requests[0].set()))
+    sinks = Sinks(outputs)
+    stop_requests.append(sinks.stop_requested)
     try:
-        summary = run_stream(model, stream_source, options, on_result, wants_frames=bool(record or server or display))
+        summary = run_stream(model, stream_source, options, sinks)
     except StreamOptionError as exc:
         raise InputError(str(exc)) from exc
-    finally:
-        for w in writer:
-            w.release()
-        if server:
-            server.close()
     _print_stream_summary(summary, source)
-
-
-def _frame_handler(quiet: bool, record: str | None, server: Any, display: bool, writer: list) -> Callable:
-    """What `camera` does with each result: a JSON line, and the annotated frame recorded, served, shown."""
-    from edgeclf.runtime.stream import json_line
-
-    def on_result(result: dict, frame: np.ndarray | None) -> None:
-        if not quiet:
-            click.echo(json_line(result))
-        if frame is None:
-            return
-        if record:
-            if not writer:
-                writer.append(_video_writer(Path(record), frame.shape))
-            writer[0].write(frame)
-        if server:
-            server.publish(result, frame)
-        if display:
-            import cv2
-
-            cv2.imshow("edgeclf camera", frame)
-            if cv2.waitKey(1) & 0xFF == ord("q"):
-                raise KeyboardInterrupt
-
-    return on_result
 
 
 def _print_stream_summary(summary: Any, source: str) -> None:
     """The summary as a last JSON line, one human line on stderr; exit 1 when the source failed."""
-    from edgeclf.runtime.stream import json_line
+    from edgeclf.runtime.outputs import json_line
 
     result = summary.as_dict()
     click.echo(json_line({"summary": result}))
@@ -768,16 +759,6 @@ def doctor(as_json: bool) -> None:
         click.echo("ready to run models" if not blocking else f"{len(blocking)} problem(s) block running a model here")
     if blocking:
         sys.exit(1)
-
-
-def _video_writer(path: Path, shape: tuple[int, ...]) -> Any:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (shape[1], shape[0]))
-    if not writer.isOpened():
-        raise InputError(f"--record {path}: OpenCV cannot write this file; use a .mp4 path.")
-    return writer
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
+from edgeclf.runtime.sinks import FrameResult, Sink
+
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>edgeclf camera</title>
 <style>body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:16px}
 #labels{font-size:22px;margin:10px 0}img{max-width:100%;border:1px solid #444}</style></head>
@@ -113,6 +115,24 @@ class LiveServer:
             self._condition.notify_all()
         self._server.shutdown()
         self._server.server_close()
+
+
+class ServeSink(Sink):
+    """The web view as one of the camera's outputs: each annotated frame and record go to the server."""
+
+    name = "serve"
+    wants_frames = True
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+
+    def handle(self, result: FrameResult) -> None:
+        frame = result.annotated()
+        if frame is not None:
+            self.server.publish(result.record, frame)
+
+    def close(self) -> None:
+        self.server.close()
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -6,7 +6,6 @@ smoothing, top-k, threshold) in this loop.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,7 +15,9 @@ import cv2
 import numpy as np
 
 from edgeclf.runtime.model import Model
+from edgeclf.runtime.sinks import FrameResult, Sinks
 from edgeclf.runtime.sources import FrameGrabber, Source
+from edgeclf.runtime.state import UNKNOWN, Debouncer
 
 STAGES = ("capture", "preprocess", "invoke", "post")
 STATS_WINDOW = 10_000  # frames the stage medians are taken over
@@ -35,9 +36,14 @@ class StreamOptions:
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h in source pixels
     center_crop: bool = False
     max_frames: int | None = None  # classified frames to stop after
+    confirm: int = 3  # the state changes after a new label wins this many classified frames in a row
+    hold: float | None = None  # ... or, when set, after it holds this many seconds instead
 
     def __post_init__(self) -> None:
-        for name, value in (("--top-k", self.top_k), ("--every", self.every), ("--smooth", self.smooth)):
+        if self.hold is not None and self.hold < 0:
+            raise StreamOptionError(f"--hold must be >= 0 seconds; received {self.hold}. Use e.g. --hold 2.")
+        for name, value in (("--top-k", self.top_k), ("--every", self.every), ("--smooth", self.smooth),
+                            ("--confirm", self.confirm)):
             if value < 1:
                 raise StreamOptionError(f"{name} must be >= 1; received {value}. Use e.g. {name} 1.")
         if not 0.0 <= self.threshold <= 1.0:
@@ -102,6 +108,9 @@ class StreamSummary:
     stage_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     stage_count: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
     read_errors: int = 0  # failed reads of a live source that were retried
+    changes: int = 0  # changes of the debounced state
+    state: dict | None = None  # the state at the end
+    sinks: dict = field(default_factory=dict)  # each sink's handled/dropped/errors and own figures
 
     def add(self, stage: str, value: float) -> None:
         self.stage_ms[stage].append(value)
@@ -119,23 +128,28 @@ class StreamSummary:
         return {"source": self.source, "classified": self.classified, "frames_read": self.frames_read,
                 "dropped": self.dropped, "skipped": self.skipped, "read_errors": self.read_errors,
                 "seconds": round(self.seconds, 3),
-                "fps": round(self.fps, 2), "stage_ms": stages, "ended": self.ended}
+                "fps": round(self.fps, 2), "stage_ms": stages, "changes": self.changes, "state": self.state,
+                "sinks": self.sinks, "ended": self.ended}
 
 
-def run_stream(model: Model, source: Source, options: StreamOptions,
-               on_result: Callable[[dict, np.ndarray], None] | None = None,
-               wants_frames: bool = False, stop: Callable[[], bool] = lambda: False) -> StreamSummary:
+def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sinks | None = None,
+               stop: Callable[[], bool] = lambda: False) -> StreamSummary:
     """Classifies frames until the source ends, max_frames is reached, stop() is true or Ctrl-C.
 
-    Args:
-        on_result: called with each result record and, when wants_frames, the annotated BGR frame.
+    Each classified frame becomes a `FrameResult` handed to `sinks` (never blocking); the debounced
+    state (options.confirm / options.hold) marks the frames that change it. The sinks are closed at
+    the end, after what they hold is flushed, and their figures go into the summary.
     """
     summary = StreamSummary(source.name)
+    sinks = sinks if sinks is not None else Sinks([])
+    wants_frames = sinks.wants_frames
     grabber = FrameGrabber(source, lambda image: model.prepare(crop(image, options)), options.every)
     history: deque[np.ndarray] = deque(maxlen=options.smooth)
+    debouncer = Debouncer(options.confirm, options.hold)
+    from_file = not getattr(source, "live", True)
     started = time.perf_counter()
     try:
-        while not stop():
+        while not stop() and not sinks.stop_requested.is_set():
             frame = grabber.next()
             if frame is None:
                 if grabber.error:
@@ -157,20 +171,32 @@ def run_stream(model: Model, source: Source, options: StreamOptions,
             for name, value in stage.items():
                 summary.add(name, value)
             summary.classified += 1
-            if on_result is not None:
-                fps = summary.classified / (time.perf_counter() - started)
-                record = {"frame": frame.index, "time": round(frame.captured, 3), "top_k": top,
-                          "ms": {k: round(v, 3) for k, v in stage.items()}, "fps": round(fps, 2)}
-                on_result(record, annotate(frame.image, top, fps) if wants_frames else None)
+            change = debouncer.update(top[0]["label"], top[0]["score"], frame.captured, frame.index)
+            fps = summary.classified / (time.perf_counter() - started)
+            record = {"frame": frame.index, "time": round(frame.captured, 3), "top_k": top,
+                      "ms": {k: round(v, 3) for k, v in stage.items()}, "fps": round(fps, 2)}
+            if change is not None:
+                summary.changes += 1
+                record["state"] = change.as_dict()
+            image = frame.image if wants_frames else None
+            sinks.publish(FrameResult(record, image, debouncer.current, change,
+                                      (lambda image=image, top=top, fps=fps: annotate(image, top, fps))
+                                      if image is not None else None), from_file)
             if options.max_frames is not None and summary.classified >= options.max_frames:
                 summary.ended = "max frames reached"
                 break
+        else:
+            if sinks.stop_requested.is_set():
+                summary.ended = "stopped by an output"
     except KeyboardInterrupt:
         summary.ended = "interrupted"
     finally:
         summary.seconds = time.perf_counter() - started
         grabber.close()
         summary.frames_read, summary.dropped, summary.read_errors = grabber.read, grabber.dropped, grabber.read_errors
+        sinks.close()
+        summary.sinks = sinks.summary()
+        summary.state = debouncer.current.as_dict() if debouncer.current else None
     return summary
 
 
@@ -179,10 +205,6 @@ def _top_labels(model: Model, history: deque, options: StreamOptions) -> list[di
     scores = np.mean(history, axis=0) if len(history) > 1 else history[0]
     top = [{"label": label, "score": score} for label, score in model.top_k(scores, options.top_k)]
     if top[0]["score"] < options.threshold:
-        top.insert(0, {"label": "unknown", "score": top[0]["score"]})
+        top.insert(0, {"label": UNKNOWN, "score": top[0]["score"]})
         top = top[:options.top_k]
     return top
-
-
-def json_line(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"))

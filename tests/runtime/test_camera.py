@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 from edgeclf.runtime.model import Model
+from edgeclf.runtime.sinks import CallbackSink, Sinks
 from edgeclf.runtime.sources import FrameGrabber, SourceError, open_source
 from edgeclf.runtime.stream import StreamOptionError, StreamOptions, run_stream
 
@@ -60,7 +61,8 @@ def test_smoothing_averages_scores(tiny_float32, tmp_path):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((16, 16, 3), value, np.uint8))
     model = Model(tiny_float32)
     records = []
-    run_stream(model, open_source(str(folder)), StreamOptions(top_k=10, smooth=2), lambda r, f: records.append(r))
+    run_stream(model, open_source(str(folder)), StreamOptions(top_k=10, smooth=2),
+               Sinks([CallbackSink(lambda result: records.append(result.record))]))
     dark = model.predict(np.zeros((16, 16, 3), np.uint8))[0]
     bright = model.predict(np.full((16, 16, 3), 255, np.uint8))[0]
     second = {t["label"]: t["score"] for t in records[1]["top_k"]}

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 from edgeclf.runtime.model import Model
-from edgeclf.runtime.serve import LiveServer, parse_address
+from edgeclf.runtime.serve import LiveServer, ServeSink, parse_address
+from edgeclf.runtime.sinks import Sinks
 from edgeclf.runtime.stream import StreamOptions, run_stream
 from tests.browser import CHROMIUM, FLAGS, needs_chromium
 
@@ -46,8 +47,8 @@ def live_server(tiny_int8):
     done = threading.Event()
     model = Model(tiny_int8)
     thread = threading.Thread(target=run_stream, daemon=True, kwargs=dict(
-        model=model, source=LiveTestCard(), options=StreamOptions(), wants_frames=True,
-        on_result=lambda record, frame: server.publish(record, frame), stop=done.is_set))
+        model=model, source=LiveTestCard(), options=StreamOptions(), sinks=Sinks([ServeSink(server)]),
+        stop=done.is_set))
     thread.start()
     deadline = time.time() + 10
     while server.status()["result"] is None and time.time() < deadline:

@@ -1,0 +1,119 @@
+"""The debounced state and the sink interface: changes fire once, slow sinks drop and never slow the loop."""
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeclf.cli import cli
+from edgeclf.runtime.model import Model
+from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sink, Sinks
+from edgeclf.runtime.sources import open_source
+from edgeclf.runtime.state import Debouncer
+from edgeclf.runtime.stream import StreamOptionError, StreamOptions, run_stream
+
+
+def _feed(debouncer: Debouncer, labels: str, step: float = 0.1) -> list:
+    return [debouncer.update(label, 0.9, i * step, i) for i, label in enumerate(labels)]
+
+
+def test_state_changes_after_confirm_frames_in_a_row():
+    changes = [c for c in _feed(Debouncer(confirm=3), "aaabababbbbaa") if c]
+    assert [(c.previous, c.state, c.frame) for c in changes] == [(None, "a", 2), ("a", "b", 9)]
+
+
+def test_flicker_never_changes_state_and_same_label_is_no_change():
+    debouncer = Debouncer(confirm=2)
+    changes = [c for c in _feed(debouncer, "aabababababaaaa") if c]
+    assert [c.state for c in changes] == ["a"]
+    assert debouncer.current.label == "a" and debouncer.current.since == pytest.approx(0.1)
+
+
+def test_hold_uses_time_not_frames():
+    debouncer = Debouncer(confirm=1, hold=0.5)
+    changes = [c for c in _feed(debouncer, "aaaaaabbbbbb", step=0.1) if c]
+    assert [(c.state, c.frame) for c in changes] == [("a", 5), ("b", 11)]
+
+
+@pytest.mark.parametrize("kwargs, message", [({"confirm": 0}, "--confirm must be >= 1"),
+                                             ({"hold": -1.0}, "--hold must be >= 0")])
+def test_bad_debounce_options(kwargs, message):
+    with pytest.raises(StreamOptionError, match=message):
+        StreamOptions(**kwargs)
+
+
+def _folder(tmp_path, values):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, value in enumerate(values):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((16, 16, 3), value, np.uint8))
+    return folder
+
+
+def test_stream_marks_change_frames_and_changes_only_sinks_see_only_them(tiny_float32, tmp_path):
+    model = Model(tiny_float32)
+    dark, bright = (model.labels[int(np.argmax(model.predict(np.full((16, 16, 3), v, np.uint8))[0]))] for v in (0, 255))
+    assert dark != bright, "the fixture model must tell a black frame from a white one"
+    folder = _folder(tmp_path, [0] * 5 + [255] * 5 + [0, 255] * 3)
+    frames, changes = [], []
+    sinks = Sinks([CallbackSink(lambda r: frames.append(r.record), name="all"),
+                   CallbackSink(lambda r: changes.append(r.change), name="changes", changes_only=True)])
+    summary = run_stream(model, open_source(str(folder)), StreamOptions(confirm=3), sinks)
+    assert [(c.previous, c.state, c.frame) for c in changes] == [(None, dark, 2), (dark, bright, 7)]
+    assert [f["frame"] for f in frames if "state" in f] == [2, 7]
+    assert summary.changes == 2 and summary.state["label"] == bright
+    assert summary.sinks["changes"] == {"handled": 2, "dropped": 0, "errors": 0}
+
+
+class Stuck(Sink):
+    """A sink that hangs until released, as a dead webhook or broker would."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def handle(self, result: FrameResult) -> None:
+        self.release.wait(30)
+
+
+class Failing(Sink):
+    name = "failing"
+
+    def handle(self, result: FrameResult) -> None:
+        raise OSError("disk full")
+
+
+def test_a_stuck_sink_drops_and_counts_and_a_failing_one_never_stops_the_loop(tiny_int8, tmp_path):
+    folder = _folder(tmp_path, [0, 255] * 50)
+    stuck = Stuck()
+    sinks = Sinks([stuck, Failing()])
+    threading.Timer(5.0, stuck.release.set).start()  # only so that a broken test cannot hang forever
+    summary = run_stream(Model(tiny_int8), open_source(str(folder)), StreamOptions(), sinks)
+    stuck.release.set()
+    assert summary.classified == 100 and summary.ended == "source ended"
+    figures = summary.sinks
+    assert figures["stuck"]["dropped"] > 0 and figures["stuck"]["handled"] + figures["stuck"]["dropped"] <= 100
+    assert figures["failing"]["errors"] == 100 - figures["failing"]["dropped"]
+    assert figures["failing"]["last_error"] == "OSError: disk full"
+
+
+def test_sink_names_must_be_unique():
+    with pytest.raises(ValueError, match="received a twice"):
+        Sinks([CallbackSink(print, name="a"), CallbackSink(print, name="a")])
+
+
+def test_camera_events_only_prints_only_changes(tiny_float32, tmp_path):
+    folder = _folder(tmp_path, [0] * 5 + [255] * 5)
+    result = CliRunner().invoke(cli, ["camera", str(tiny_float32), "--source", str(folder), "--events-only",
+                                      "--confirm", "2"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    events, summary = rows[:-1], rows[-1]["summary"]
+    assert [e["state"]["frame"] for e in events] == [1, 6] and events[1]["state"]["previous"] == events[0]["state"]["state"]
+    assert summary["changes"] == 2 and summary["classified"] == 10
