@@ -89,10 +89,37 @@ def test_missing_model_says_so(tmp_path):
         Model(tmp_path / "nope.tflite")
 
 
+# runtime/_backend.py's resolution order: (module, distribution, backend name)
+_BACKENDS = (("ai_edge_litert", "ai-edge-litert", "ai_edge_litert"), ("tflite_runtime", "tflite-runtime", "tflite_runtime"),
+             ("tensorflow", "tensorflow", "tensorflow.lite"))
+
+
 def test_backend_is_the_one_this_environment_provides():
-    """make test-tflite-runtime sets EDGECLF_EXPECT_BACKEND=tflite_runtime in a venv without ai-edge-litert."""
+    """The backend is the first of ai_edge_litert, tflite_runtime, tensorflow that this environment has
+    installed, at its installed version: what was installed is read from the environment itself (found
+    without importing, so TensorFlow stays unloaded), so the test holds wherever a user runs it: the x86
+    venvs, arm64 Pi OS with LiteRT, armhf Pi OS with tflite-runtime 2.14. It fails when resolution picks
+    another (e.g. falls through a broken LiteRT to a slower backend). The Makefile and test-arm also set
+    EDGECLF_EXPECT_BACKEND to the backend the environment was built to have: an environment that got
+    another one (say ai-edge-litert pulled into the tflite-runtime venv) fails too."""
+    import importlib.metadata
+    import importlib.util
     import os
 
-    from edgeclf.runtime._backend import get_backend
+    from edgeclf.runtime._backend import BackendError, get_backend
 
-    assert get_backend().name == os.environ.get("EDGECLF_EXPECT_BACKEND", "ai_edge_litert")
+    installed = [(dist, name) for module, dist, name in _BACKENDS if importlib.util.find_spec(module) is not None]
+    if not installed:
+        with pytest.raises(BackendError, match="No TFLite interpreter could be imported"):
+            get_backend()
+        return
+    distribution, expected = installed[0]
+    backend = get_backend()
+    assert backend.name == expected, f"{[name for _, name in installed]} installed"
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # installed without pip's metadata: no version to compare
+        version = backend.version
+    assert backend.version == version
+    harness = os.environ.get("EDGECLF_EXPECT_BACKEND")
+    assert harness in (None, expected), f"this environment was meant to have {harness}; it has {expected}"
