@@ -21,7 +21,7 @@ from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.evaluate import class_mapping, evaluate
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.model import Model
-from edgeclf.runtime.preprocess import load_image
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, check_max_pixels, preprocess
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 EXIT_BAD_INPUT = 2
@@ -78,6 +78,19 @@ def _threads(value: int | None) -> int | None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print results as JSON (for scripts).")
 threads_option = click.option("--threads", type=int, default=None, show_default="backend default",
                               help="Interpreter threads.")
+
+
+def _max_pixels(ctx: Any, param: Any, value: int) -> int:
+    try:
+        return check_max_pixels(value)
+    except UserError as exc:
+        raise InputError(str(exc)) from exc
+
+
+max_pixels_option = click.option(
+    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, callback=_max_pixels,
+    help="Pixel budget of one image (width x height), read from its header before decoding: a larger image is "
+         "refused (skipped and listed in a folder), never decoded.")
 
 
 @click.group(context_settings=CONTEXT)
@@ -240,9 +253,10 @@ def candidates(out_dir: str, as_json: bool, **flags: Any) -> None:
 @cli.command("data", context_settings=CONTEXT)
 @click.argument("folder", metavar="DIR")
 @click.option("--show", type=int, default=20, help="Skipped files and duplicate groups to list (all with --json).")
+@max_pixels_option
 @json_option
 @reports_errors
-def data_command(folder: str, show: int, as_json: bool) -> None:
+def data_command(folder: str, show: int, max_pixels: int, as_json: bool) -> None:
     """Check a dataset folder before training: per-class counts, image sizes, duplicates, files that would be skipped."""
     from edgeclf.toolchain.data import resolve_source
     from edgeclf.toolchain.survey import survey
@@ -250,7 +264,7 @@ def data_command(folder: str, show: int, as_json: bool) -> None:
     root = resolve_source(folder)
     splits = folders.scan_splits(root)
     with _Progress("checking", sum(len(split.files) for split in splits.values()), not as_json) as progress:
-        result = survey(root, progress, splits)
+        result = survey(root, progress, splits, max_pixels)
     if as_json:
         emit_json(result.as_dict())
         return
@@ -282,16 +296,18 @@ def _load_model(path: str, threads: int | None = None) -> Model:
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("--top-k", "-k", type=int, default=3, help="Labels to print per image.")
 @threads_option
+@max_pixels_option
 @json_option
 @reports_errors
-def classify(model_path: str, images: tuple[str, ...], top_k: int, threads: int | None, as_json: bool) -> None:
+def classify(model_path: str, images: tuple[str, ...], top_k: int, threads: int | None, max_pixels: int,
+             as_json: bool) -> None:
     """Print the top-k labels and scores of each image."""
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1; received {top_k}. Use e.g. --top-k 3.")
     model = _load_model(model_path, threads)
     results = []
     for path in images:
-        scores = model.predict(load_image(path))[0]
+        scores = model.predict(preprocess(path, model.input_size, max_pixels))[0]
         results.append({"image": path, "top_k": [{"label": label, "score": score}
                                                  for label, score in model.top_k(scores, top_k)]})
     if as_json:
@@ -412,7 +428,8 @@ class _Progress:
             self._bar.__exit__(*exc)
 
 
-def _labelled_images(models: list[Model], data: str, show_progress: bool) -> tuple[folders.LabelledImages, np.ndarray, Path]:
+def _labelled_images(models: list[Model], data: str, show_progress: bool,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[folders.LabelledImages, np.ndarray, Path]:
     """Loads the eval images once at the first model's input size; targets in its label space."""
     root = _resolve_data(data)
     folder = folders.scan(root)
@@ -425,7 +442,7 @@ def _labelled_images(models: list[Model], data: str, show_progress: bool) -> tup
             raise InputError(f"{other.path} takes {other.input_size} inputs but {models[0].path} takes "
                              f"{models[0].input_size}; compare models with the same input size.")
     with _Progress("decoding", len(folder.files), show_progress) as progress:
-        loaded = folders.load(folder.files, models[0].input_size, progress)
+        loaded = folders.load(folder.files, models[0].input_size, progress, max_pixels)
     if not len(loaded.labels):
         raise InputError(f"{root}: no readable images. Check the skipped files: {loaded.skipped[:3]}")
     return loaded, mapping[loaded.labels], root
@@ -453,15 +470,16 @@ html_option = click.option("--html", "html_file", type=click.Path(dir_okay=False
 @click.option("--png", "png_file", type=click.Path(dir_okay=False), default=None,
               help="Write the confusion matrix as a PNG.")
 @html_option
+@max_pixels_option
 @json_option
 @reports_errors
 def eval_command(model_path: str, data: str, threads: int | None, png_file: str | None, html_file: str | None,
-                 as_json: bool) -> None:
+                 max_pixels: int, as_json: bool) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix and misclassified files on a labelled folder."""
     from edgeclf.runtime.render import confusion_png, eval_page, thumbnails
 
     model = _load_model(model_path, threads)
-    loaded, targets, root = _labelled_images([model], data, not as_json)
+    loaded, targets, root = _labelled_images([model], data, not as_json, max_pixels)
     evaluation = _evaluate(model, loaded, targets, not as_json)
     result = {"model": model_path, "data": str(root), **evaluation.as_dict(), "skipped": loaded.skipped}
     if png_file or html_file:
@@ -500,10 +518,11 @@ def eval_command(model_path: str, data: str, threads: int | None, png_file: str 
 @click.option("--max-drop", type=float, default=None,
               help="Exit 1 when a model's top-1 is more than this many points below the first's (CI gate).")
 @html_option
+@max_pixels_option
 @json_option
 @reports_errors
 def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_drop: float | None,
-            html_file: str | None, as_json: bool) -> None:
+            html_file: str | None, max_pixels: int, as_json: bool) -> None:
     """Run models on the same images: accuracy, agreement, flips, divergence, size and latency."""
     from edgeclf.runtime.cpu import cpu_info, int8_notes
     from edgeclf.runtime.evaluate import compare_models
@@ -515,7 +534,7 @@ def compare(model_paths: tuple[str, ...], data: str, threads: int | None, max_dr
     if max_drop is not None and max_drop < 0:
         raise InputError(f"--max-drop must be >= 0 points; received {max_drop}. Use e.g. --max-drop 1.0.")
     models = [_load_model(path, threads) for path in model_paths]
-    loaded, targets, root = _labelled_images(models, data, not as_json)
+    loaded, targets, root = _labelled_images(models, data, not as_json, max_pixels)
     evaluations = [_evaluate(model, loaded, targets, not as_json) for model in models]
     rows = compare_models(models, evaluations, loaded.images[0], threads)
     cpu = cpu_info()
@@ -662,11 +681,12 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--hold", type=float, default=None,
               help="Instead of --confirm: the state changes after a new label holds this many seconds.")
 @click.option("--events-only", is_flag=True, help="Print a JSON line only for frames that change the state.")
+@max_pixels_option
 @reports_errors
 def camera(model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
            resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool,
            record: str | None, serve: str | None, quiet: bool, confirm: int, hold: float | None,
-           events_only: bool) -> None:
+           events_only: bool, max_pixels: int) -> None:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end.
 
     A debounced state (--confirm / --hold) marks the frames where what the camera sees changes: those
@@ -692,7 +712,9 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
         _check_display()
     model = _load_model(model_path, threads)
     try:
-        stream_source = open_source(source, size)
+        # An image folder played uncropped is decoded as training decoded it (a large JPEG at a reduced scale).
+        whole = options.roi is None and not options.center_crop
+        stream_source = open_source(source, size, max_pixels, model.input_size if whole else None)
     except SourceError as exc:
         raise InputError(str(exc)) from exc
     if size and getattr(stream_source, "resolution", size) != size:
@@ -759,6 +781,70 @@ def doctor(as_json: bool) -> None:
         click.echo("ready to run models" if not blocking else f"{len(blocking)} problem(s) block running a model here")
     if blocking:
         sys.exit(1)
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose default subcommand runs when none is named: `edgeclf runs DIR` is `edgeclf runs list DIR`."""
+
+    default_command = "list"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=DefaultCommandGroup, context_settings=CONTEXT)
+def runs() -> None:
+    """Every build under a runs folder side by side: `edgeclf runs [DIR]` (the list command), and
+    `edgeclf runs diff A B`."""
+
+
+@runs.command("list", context_settings=CONTEXT)
+@click.argument("folder", metavar="[DIR]", default="runs", required=False)
+@click.option("--sort", "sort_by", default="time", help="Column to sort by, best first (newest, most accurate, "
+              "smallest, fastest, sparsest; text A-Z): time, data, model, variants, top1, size, latency, sparsity, "
+              "status, name.")
+@click.option("--filter", "filters", multiple=True, metavar="COLUMN=VALUE",
+              help="Keep the runs whose column contains VALUE (any case); repeat to combine.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table as a page, each run linking to its report.html.")
+@json_option
+@reports_errors
+def runs_list(folder: str, sort_by: str, filters: tuple[str, ...], html_file: str | None, as_json: bool) -> None:
+    """One table of the runs in DIR (default runs/), newest first: time, data, model/size, variants, top-1,
+    size and latency per variant, sparsity, status (finished, failed, running, interrupted)."""
+    from edgeclf.runtime import runs as run_table
+
+    rows = run_table.filter_rows(run_table.sort_rows(run_table.list_runs(Path(folder)), sort_by), filters)
+    if html_file:
+        _write_text(html_file, run_table.html_page(rows, Path(html_file), f"edgeclf runs: {folder}"))
+    if as_json:
+        emit_json(rows)
+        return
+    for line in run_table.text_table(rows):
+        click.echo(line)
+    if html_file:
+        click.echo(f"page: {html_file}")
+
+
+@runs.command("diff", context_settings=CONTEXT)
+@click.argument("run_a", metavar="A")
+@click.argument("run_b", metavar="B")
+@click.option("--dir", "folder", default="runs", help="Where to look for A and B given by name.")
+@json_option
+@reports_errors
+def runs_diff(run_a: str, run_b: str, folder: str, as_json: bool) -> None:
+    """The settings (config.yaml) and figures (report.json) that differ between runs A and B (folders, or names
+    under --dir)."""
+    from edgeclf.runtime import runs as run_table
+
+    result = run_table.diff(run_table.resolve_run(run_a, Path(folder)), run_table.resolve_run(run_b, Path(folder)))
+    if as_json:
+        emit_json(result)
+        return
+    for line in run_table.diff_lines(result):
+        click.echo(line)
 
 
 def main() -> None:

@@ -104,27 +104,140 @@ def data_uri(png_bytes: bytes) -> str:
 
 
 def bars_svg(title: str, items: Sequence[tuple[str, float]], unit: str, width: int = 520) -> str:
-    """A horizontal bar chart as inline SVG."""
-    row, label_width = 26, 170
-    peak = max((value for _, value in items), default=1.0) or 1.0
-    height = 30 + row * len(items)
-    parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{html.escape(title)}">',
-             f'<text x="0" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>']
-    for k, (name, value) in enumerate(items):
-        y = 26 + k * row
-        length = (width - label_width - 90) * value / peak
-        parts.append(f'<text x="0" y="{y + 15}" font-size="12">{html.escape(name[-26:])}</text>')
-        parts.append(f'<rect x="{label_width}" y="{y + 3}" width="{length:.1f}" height="16" fill="#4a7fc1"/>')
-        parts.append(f'<text x="{label_width + length + 6:.1f}" y="{y + 15}" font-size="12">{value:.3g} {unit}</text>')
+    """A horizontal bar chart as inline SVG; it scales down to the page width (viewBox)."""
+    return grouped_bars_svg(title, [name for name, _ in items], [("", [value for _, value in items], "#4a7fc1")],
+                            unit, width)
+
+
+def grouped_bars_svg(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], unit: str,
+                     width: int = 520) -> str:
+    """Horizontal bars, one group per label and one bar per series (name, values, colour), with a legend when
+    there is more than one series."""
+    bar, label_width = 16, 170
+    row = bar * len(series) + 10
+    peak = max((v for _, values, _ in series for v in values), default=1.0) or 1.0
+    legend = 18 if len(series) > 1 else 0
+    height = 30 + legend + row * len(labels)
+    parts = [_svg_open(title, width, height), f'<text x="0" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>']
+    x = 0
+    for name, _, colour in series if len(series) > 1 else ():
+        parts.append(f'<rect x="{x}" y="26" width="12" height="12" fill="{colour}"/>'
+                     f'<text x="{x + 16}" y="37" font-size="12">{html.escape(name)}</text>')
+        x += 30 + 8 * len(name)
+    for k, label in enumerate(labels):
+        y = 26 + legend + k * row
+        parts.append(f'<text x="0" y="{y + 4 + bar * len(series) / 2 + 4:.0f}" font-size="12">{html.escape(label[-26:])}</text>')
+        for s, (_, values, colour) in enumerate(series):
+            value = values[k]
+            length = (width - label_width - 90) * value / peak
+            top = y + 3 + s * bar
+            parts.append(f'<rect x="{label_width}" y="{top}" width="{length:.1f}" height="{bar - 2}" fill="{colour}"/>')
+            parts.append(f'<text x="{label_width + length + 6:.1f}" y="{top + bar - 4}" font-size="12">'
+                         f'{value:.3g} {html.escape(unit)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_open(title: str, width: int, height: int) -> str:
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="{html.escape(title)}">')
+
+
+TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
+
+
+def curve_svg(title: str, series: Sequence[tuple[str, Sequence[float], str]], percent: bool = False,
+              marks: Sequence[tuple[float, str]] = (), width: int = 420, height: int = 220) -> str:
+    """Lines over epochs as inline SVG: series of (name, one value per epoch, colour); `marks` are dashed vertical
+    lines at an epoch index (e.g. where fine-tuning started) with their label; `percent` draws 0-100%."""
+    left, top, right, bottom = 44, 40, width - 10, height - 28
+    values = [v for _, vs, _ in series for v in vs if np.isfinite(v)]
+    epochs = max((len(vs) for _, vs, _ in series), default=0)
+    low, high = (0.0, 1.0) if percent else (min(values, default=0.0), max(values, default=1.0))
+    high = high if high > low else low + 1.0
+
+    def point(i: float, v: float) -> str:
+        x = left + (right - left) * (i / max(1, epochs - 1))
+        return f"{x:.1f},{bottom - (bottom - top) * (min(max(v, low), high) - low) / (high - low):.1f}"
+
+    def tick(v: float) -> str:
+        return f"{100 * v:.0f}%" if percent else f"{v:.3g}"
+
+    parts = [_svg_open(title, width, height), f'<text x="0" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="none" stroke="#bbb"/>']
+    x = left
+    for name, _, colour in series:
+        parts.append(f'<line x1="{x}" y1="29" x2="{x + 14}" y2="29" stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{x + 18}" y="33" font-size="11">{html.escape(name)}</text>')
+        x += 30 + 7 * len(name)
+    for v, y in ((high, top), (low, bottom)):
+        parts.append(f'<text x="{left - 4}" y="{y + 4}" font-size="10" text-anchor="end" fill="#555">{tick(v)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 10}" font-size="10" fill="#555">epoch 1</text>'
+                 f'<text x="{right}" y="{height - 10}" font-size="10" fill="#555" text-anchor="end">{epochs}</text>')
+    for at, label in marks:
+        x = left + (right - left) * (at / max(1, epochs - 1))
+        parts.append(f'<line class="mark" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#888" '
+                     f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{top + 12}" font-size="10" fill="#555">'
+                     f'{html.escape(label)}</text>')
+    for name, vs, colour in series:
+        points = " ".join(point(i, v) for i, v in enumerate(vs) if np.isfinite(v))
+        if points:
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_svg(title: str, points: Sequence[dict], x_label: str, y_label: str, vline: tuple[float, str] | None = None,
+                note: str = " (chosen)", width: int = 460, height: int = 280) -> str:
+    """Points (x, y as a fraction shown in %, label, kind: "chosen", "fits" or "out") as inline SVG, the chosen
+    one labelled with its name and `note`, with an optional dashed vertical line (value, label), e.g. a budget."""
+    left, top, right, bottom = 48, 28, width - 16, height - 36
+    xs = [p["x"] for p in points] + ([vline[0]] if vline else [])
+    x_high = max(xs, default=1.0) * 1.1 or 1.0
+    ys = [p["y"] for p in points]
+    y_low = max(0.0, min(ys, default=0.0) - 0.05)
+    y_high = min(1.0, max(ys, default=1.0) + 0.05)
+    y_high = y_high if y_high > y_low else y_low + 0.1
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (left + (right - left) * x / x_high, bottom - (bottom - top) * (y - y_low) / (y_high - y_low))
+
+    parts = [_svg_open(title, width, height), f'<text x="0" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="none" stroke="#bbb"/>',
+             f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end" fill="#555">{100 * y_high:.0f}%</text>',
+             f'<text x="{left - 4}" y="{bottom + 4}" font-size="10" text-anchor="end" fill="#555">{100 * y_low:.0f}%</text>',
+             f'<text x="{left}" y="{bottom + 14}" font-size="10" fill="#555">0</text>',
+             f'<text x="{right}" y="{bottom + 14}" font-size="10" fill="#555" text-anchor="end">{x_high:.3g}</text>',
+             f'<text x="{(left + right) / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+             f'{html.escape(x_label)}</text>',
+             f'<text x="10" y="{(top + bottom) / 2:.0f}" font-size="11" text-anchor="middle" '
+             f'transform="rotate(-90 10 {(top + bottom) / 2:.0f})">{html.escape(y_label)}</text>']
+    if vline:
+        x = at(vline[0], y_low)[0]
+        parts.append(f'<line class="budget" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#c0392b" '
+                     f'stroke-dasharray="5 3"/><text x="{x + 3:.1f}" y="{top + 12}" font-size="10" fill="#c0392b">'
+                     f'{html.escape(vline[1])}</text>')
+    style = {"chosen": ("#2ca02c", 7), "fits": ("#4a7fc1", 4), "out": ("#aaa", 4)}
+    for p in sorted(points, key=lambda p: p["kind"] == "chosen"):
+        colour, radius = style[p["kind"]]
+        x, y = at(p["x"], p["y"])
+        parts.append(f'<circle class="{p["kind"]}" cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}">'
+                     f'<title>{html.escape(p["label"])}</title></circle>')
+        if p["kind"] == "chosen":
+            anchor = "end" if x > (left + right) / 2 else "start"
+            dx = -10 if anchor == "end" else 10
+            parts.append(f'<text x="{x + dx:.1f}" y="{y + 4:.1f}" font-size="11" font-weight="bold" '
+                         f'text-anchor="{anchor}">{html.escape(p["label"] + note)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table in a box that scrolls sideways on a narrow screen; cells are escaped, floats shown to 4
+    significant digits (pass a formatted string where a value is a percentage)."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return scroll(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _cell(value: object) -> str:
@@ -138,23 +251,53 @@ def figure(png_bytes: bytes, caption: str, css_class: str = "figure") -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
-table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f0f0f0}td:first-child{text-align:left}figure{display:inline-block;margin:6px;text-align:center}
-figcaption{font-size:12px;color:#555;max-width:220px;word-wrap:break-word}"""
+_STYLE = """body{font-family:system-ui,sans-serif;margin:16px;color:#222;max-width:1100px;line-height:1.4}
+h1{font-size:1.5em;overflow-wrap:anywhere}h2{border-bottom:1px solid #ddd;padding-bottom:2px;margin-top:1.6em}
+.scroll{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0 16px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}td code{overflow-wrap:anywhere}
+figure{display:inline-block;margin:6px;text-align:center;max-width:100%}img{max-width:100%;height:auto}
+figcaption{font-size:12px;color:#555;max-width:220px;word-wrap:break-word}
+svg.chart{max-width:100%;height:auto;display:block;margin:8px 0}.thumb img,.samples img{image-rendering:pixelated}
+.curves svg.chart{display:inline-block;margin-right:12px;vertical-align:top}.samples{display:inline-block;margin:0 14px 8px 0;font-size:13px}.samples img{margin:1px}
+.not-run{color:#777;font-style:italic}nav.toc{font-size:14px}nav.toc a{margin-right:10px;white-space:nowrap}
+p,li{overflow-wrap:anywhere}
+@media (max-width:600px){body{margin:8px;font-size:15px}td,th{padding:2px 4px;font-size:13px}figure{margin:3px}}
+@media print{body{margin:0;max-width:none;font-size:11pt}nav.toc{display:none}.scroll{overflow:visible}
+section{break-inside:auto}h2{break-after:avoid}figure,svg.chart,tr{break-inside:avoid}a{color:inherit}}"""
 
-# Counts the figures that really decoded, so a headless browser test can check them.
+# Counts the figures that really decoded, so a headless browser test can check them, and whether the page is
+# wider than the window (it must not scroll sideways on a phone).
 _SCRIPT = """<script>window.addEventListener('load',function(){var imgs=document.images,ok=0;
 for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
-document.body.setAttribute('data-images-loaded',ok);
-document.body.setAttribute('data-charts',document.querySelectorAll('svg.chart').length);});</script>"""
+var b=document.body,d=document.documentElement;b.setAttribute('data-images-loaded',ok);
+b.setAttribute('data-charts',document.querySelectorAll('svg.chart').length);
+b.setAttribute('data-overflow-x',Math.max(d.scrollWidth,b.scrollWidth)-d.clientWidth);});</script>"""
 
 
-def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
-    """A complete self-contained HTML page from (heading, html) sections."""
-    body = "".join(f"<h2>{html.escape(heading)}</h2>{content}" for heading, content in sections)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}{_SCRIPT}</body></html>")
+def scroll(table_html: str) -> str:
+    """A table in a box that scrolls sideways on its own when it is wider than a phone, so the page does not."""
+    return f'<div class="scroll">{table_html}</div>'
+
+
+def not_run(reason: str) -> str:
+    return f'<p class="not-run">not run: {html.escape(reason)}</p>'
+
+
+def slug(heading: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in heading.lower()).strip("-")[:40] or "section"
+
+
+def page(title: str, sections: Sequence[tuple[str, str]], toc: bool = False) -> str:
+    """A complete self-contained HTML page from (heading, html) sections, each a <section id=slug(heading)>;
+    `toc` adds links to the sections at the top. Readable on a phone and printable."""
+    body = "".join(f'<section id="{slug(heading)}"><h2>{html.escape(heading)}</h2>{content}</section>'
+                   for heading, content in sections)
+    links = ('<nav class="toc">' + "".join(f'<a href="#{slug(h)}">{html.escape(h)}</a> ' for h, _ in sections)
+             + "</nav>") if toc else ""
+    return (f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{links}{body}{_SCRIPT}</body></html>")
 
 
 def per_class_table(per_class: dict) -> str:
