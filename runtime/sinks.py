@@ -74,6 +74,8 @@ class Sink:
     # True: for a file source (read in order, not live) the loop waits for this sink instead of
     # dropping, so a recording of a clip has every frame. Live sources always drop.
     keeps_every_file_frame = False
+    # Set by Sinks before start(): the loop's controls (`stop_requested`, `paused`) a sink may use.
+    controls: "Sinks | None" = None
 
     def start(self) -> None:
         """Called once, on the sink's thread, before the first result (connect, open files)."""
@@ -174,11 +176,15 @@ class Sinks:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"each sink needs its own name; received {', '.join(duplicates)} twice.")
+        self.stop_requested = threading.Event()  # a sink (the window's q key) may ask the loop to stop
+        # A sink (MQTT's set topic) may pause classification: the loop keeps reading frames, skips the model.
+        self.paused = threading.Event()
+        for sink in sinks:
+            sink.controls = self
         self._inline = [s for s in sinks if s.inline]
         for sink in self._inline:
             sink.start()
         self._runners = [_Runner(s, QUEUE_CHANGES if s.changes_only else QUEUE_FRAMES) for s in sinks if not s.inline]
-        self.stop_requested = threading.Event()  # a sink (the window's q key) may ask the loop to stop
 
     @property
     def wants_frames(self) -> bool:

@@ -100,6 +100,7 @@ class StreamSummary:
     frames_read: int = 0
     dropped: int = 0  # live frames replaced by a newer one before the model saw them
     skipped: int = 0  # frames passed over by --every
+    paused: int = 0  # frames read while a sink (MQTT's set topic) had paused classification
     seconds: float = 0.0
     ended: str = "source ended"
     # The last STATS_WINDOW values per stage (medians), and running sums (means): a camera that runs for
@@ -126,7 +127,7 @@ class StreamSummary:
                          "mean": round(self.stage_sum[name] / self.stage_count[name], 4)} if v else None
                   for name, v in self.stage_ms.items()}
         return {"source": self.source, "classified": self.classified, "frames_read": self.frames_read,
-                "dropped": self.dropped, "skipped": self.skipped, "read_errors": self.read_errors,
+                "dropped": self.dropped, "skipped": self.skipped, "paused": self.paused, "read_errors": self.read_errors,
                 "seconds": round(self.seconds, 3),
                 "fps": round(self.fps, 2), "stage_ms": stages, "changes": self.changes, "state": self.state,
                 "sinks": self.sinks, "ended": self.ended}
@@ -157,6 +158,9 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
                 break
             if frame.index % options.every:
                 summary.skipped += 1
+                continue
+            if sinks.paused.is_set():
+                summary.paused += 1
                 continue
             if frame.error is not None:
                 raise frame.error
