@@ -102,15 +102,17 @@ def check(chosen: np.ndarray, per_class: dict[str, int], training: np.ndarray, c
     return warnings
 
 
-def from_folder(root: str | Path, input_size: int, size: int = DEFAULT_SIZE, seed: int = 0) -> tuple[CalibrationSet, np.ndarray]:
+def from_folder(root: str | Path, input_size: int, size: int = DEFAULT_SIZE, seed: int = 0,
+                max_pixels: int | None = None) -> tuple[CalibrationSet, np.ndarray]:
     """A representative set from a folder (--calib-data): class subfolders are sampled stratified,
-    a flat folder of images uniformly. Decoded with the same preprocessing as training and eval.
+    a flat folder of images uniformly. Decoded with the same preprocessing as training and eval, within the
+    pixel budget `max_pixels` (None: edgeclf's default); a file over it is skipped like an unreadable one.
 
     Raises:
         CalibrationError: a missing folder or one without readable images.
     """
     from edgeclf.runtime.folder import DatasetError, load, scan
-    from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS
+    from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
     root = Path(root)
     if not root.is_dir():
@@ -123,7 +125,8 @@ def from_folder(root: str | Path, input_size: int, size: int = DEFAULT_SIZE, see
                  and p.suffix.lower() in IMAGE_EXTENSIONS]
         names = ["(unlabelled)"]
     # Choose among the file names first, so only the chosen images are ever decoded (a big folder stays cheap).
-    loaded = load([files[i] for i in stratified_indices(np.array([label for _, label in files]), size, seed)], input_size)
+    chosen_files = [files[i] for i in stratified_indices(np.array([label for _, label in files]), size, seed)]
+    loaded = load(chosen_files, input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     if not len(loaded.labels):
         raise CalibrationError(f"--calib-data {root}: no readable images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     chosen = select(loaded.images, loaded.labels, names, loaded.paths, size, seed)

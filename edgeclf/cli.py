@@ -737,6 +737,8 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     except StreamOptionError as exc:
         raise InputError(str(exc)) from exc
     _print_stream_summary(summary, source)
+    for item in getattr(stream_source, "skipped", []):  # an image folder's unreadable or over-budget files
+        click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
 
 
 def _print_stream_summary(summary: Any, source: str) -> None:

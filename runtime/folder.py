@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeclf.runtime.errors import UserError
-from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, preprocess
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, preprocess
 
 
 class DatasetError(UserError, ValueError):
@@ -127,18 +127,19 @@ def eval_root(root: str | os.PathLike) -> Path:
 
 
 def load(files: list[tuple[Path, int]] | tuple[tuple[Path, int], ...], size: int | tuple[int, int],
-         progress: Callable[[int], None] | None = None) -> LabelledImages:
+         progress: Callable[[int], None] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LabelledImages:
     """Decodes and resizes files with the shared preprocessing; unreadable files are skipped and listed.
 
     Args:
         progress: called with 1 after each file, for a progress bar.
+        max_pixels: the pixel budget of one image; a file whose header claims more is skipped, never decoded.
     """
     images, labels, paths, skipped = [], [], [], []
     for path, label in files:
         if progress is not None:
             progress(1)
         try:
-            images.append(preprocess(path, size))
+            images.append(preprocess(path, size, max_pixels))
         except ImageError as exc:
             skipped.append({"path": str(path), "reason": str(exc).removeprefix(f"{path}: ")})
             continue

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edgeclf.runtime.folder import is_visible
-from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, load_image
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, load_image
 
 PICAMERA_HINT = ("the Pi camera needs picamera2: on Raspberry Pi OS `sudo apt install python3-picamera2`, "
                  "then create the venv with `python3 -m venv --system-site-packages` so it can import it")
@@ -52,7 +52,8 @@ class OpenCVSource:
             `resolution` then reports.
     """
 
-    def __init__(self, spec: str | int, resolution: tuple[int, int] | None = None) -> None:
+    def __init__(self, spec: str | int, resolution: tuple[int, int] | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.name = str(spec)
         self.live = isinstance(spec, int) or "://" in str(spec)
         self._capture = cv2.VideoCapture(spec)
@@ -65,6 +66,11 @@ class OpenCVSource:
             self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, resolution[1])
         self.resolution = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                            int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        if self.resolution[0] * self.resolution[1] > max_pixels:  # the container's size, before a frame is decoded
+            self._capture.release()
+            raise SourceError(f"{spec}: frames of {self.resolution[0]}x{self.resolution[1]} pixels are over the pixel "
+                              f"budget of {max_pixels / 1e6:g} MP (--max-pixels {max_pixels}); raise --max-pixels or "
+                              "play a smaller video")
 
     def read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
@@ -75,10 +81,18 @@ class OpenCVSource:
 
 
 class FolderSource:
-    """The images of a folder in name order (hidden files skipped, unreadable ones skipped)."""
+    """The images of a folder in name order (hidden files skipped, unreadable or over-budget ones skipped).
 
-    def __init__(self, folder: Path) -> None:
+    Args:
+        at_least: (height, width) the frames are resized to when nothing is cropped: a large JPEG is then
+            decoded at a reduced scale, exactly as `edgeclf.runtime.preprocess` does for training and eval.
+    """
+
+    def __init__(self, folder: Path, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 at_least: tuple[int, int] | None = None) -> None:
         self.name, self.live = str(folder), False
+        self._max_pixels, self._at_least = max_pixels, at_least
+        self.skipped: list[dict] = []  # {"path", "reason"} of the files that could not be played
         self._paths = [p for p in sorted(folder.iterdir())
                        if p.is_file() and is_visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
         if not self._paths:
@@ -90,8 +104,9 @@ class FolderSource:
             path = self._paths[self._next]
             self._next += 1
             try:
-                return load_image(path)
-            except ImageError:
+                return load_image(path, self._max_pixels, self._at_least)
+            except ImageError as exc:
+                self.skipped.append({"path": str(path), "reason": str(exc).removeprefix(f"{path}: ")})
                 continue
         return None
 
@@ -122,13 +137,16 @@ class PicameraSource:
         self._camera.close()
 
 
-def open_source(spec: str, resolution: tuple[int, int] | None = None) -> Source:
+def open_source(spec: str, resolution: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                at_least: tuple[int, int] | None = None) -> Source:
     """`0`/`1` (webcam index), `picamera`, a video file, a URL, or a folder of images.
 
     Args:
         resolution: (width, height) to capture at, for a webcam or the Pi camera. Capturing near
             the model's input size saves decoding and resizing every frame, which is what bounds
             a small model's frame rate.
+        max_pixels: the pixel budget of one image or video frame, checked from the header before decoding.
+        at_least: for a folder, the size frames are resized to when nothing is cropped (see FolderSource).
     """
     if spec.isdigit():
         return OpenCVSource(int(spec), resolution)
@@ -138,14 +156,14 @@ def open_source(spec: str, resolution: tuple[int, int] | None = None) -> Source:
         raise SourceError(f"--resolution sets what a webcam or the Pi camera captures; --source {spec} plays at "
                           "its own size. Drop --resolution (use --roi to classify part of the frame).")
     if "://" in spec:
-        return OpenCVSource(spec)
+        return OpenCVSource(spec, max_pixels=max_pixels)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(path)
+        return FolderSource(path, max_pixels, at_least)
     if not path.is_file():
         raise SourceError(f"--source {spec}: no such file or folder. Use a webcam index (0), picamera, "
                           "a video file, an rtsp:// or http:// URL, or a folder of images.")
-    return OpenCVSource(spec)
+    return OpenCVSource(spec, max_pixels=max_pixels)
 
 
 @dataclass

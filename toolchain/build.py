@@ -125,7 +125,8 @@ class EvaluateResult:
 def run_data(config: BuildConfig, ctx: BuildContext) -> DataResult:
     spec = get_spec(config.model.name)
     size = input_size(spec, config.model.size)
-    splits = load_splits(config.data.source, size, config.data.val_split, config.seed, config.train.batch_size)
+    splits = load_splits(config.data.source, size, config.data.val_split, config.seed, config.train.batch_size,
+                         max_pixels=config.data.max_pixels)
     test = f" / {len(splits.test)} test" if splits.test is not None else ""
     ctx.log(f"  {len(splits.train)} train / {len(splits.val)} val{test} images, {len(splits.classes)} classes, "
             f"{len(splits.skipped)} skipped, at {size}x{size} (cache: {splits.cache.decoded} decoded, "
@@ -388,7 +389,8 @@ def _representative_set(config: BuildConfig, data: DataResult) -> tuple[Calibrat
     """The calibration images (training split, or --calib-data) and the checks on them."""
     quantize, train = config.quantize, data.splits.train
     if quantize.calib_data:
-        calibration, images = from_folder(quantize.calib_data, data.size, quantize.calib_size, config.seed)
+        calibration, images = from_folder(quantize.calib_data, data.size, quantize.calib_size, config.seed,
+                                           config.data.max_pixels)
     else:
         calibration = select(train.images, train.labels, data.splits.classes, train.paths, quantize.calib_size, config.seed)
         images = train.images[calibration.indices]
@@ -605,7 +607,7 @@ def _choose(config: BuildConfig, strategy: Any, log: Callable[[str], None]) -> t
     from edgeclf.toolchain import choose
 
     c = config.choice
-    side = image_side(config.data.source)  # first: a folder that cannot be read fails before any timing
+    side = image_side(config.data.source, max_pixels=config.data.max_pixels)  # first: a folder that cannot be read fails before any timing
     candidates = choose.grid(c.models, c.alphas, c.sizes)
     log(f"[choose] {len(candidates)} candidates, --latency-budget {c.latency_budget:g} ms for {c.budget_variant} at "
         f"{c.threads} thread(s)")

@@ -30,16 +30,18 @@ import numpy as np
 
 from edgeclf.runtime.files import cache_root, write_atomically
 from edgeclf.runtime.folder import LabelledImages
-from edgeclf.runtime.preprocess import ImageError, preprocess
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, ImageError, preprocess
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when preprocess output changes, so old entries are not reused
+FORMAT = 2  # bump when preprocess output changes, so old entries are not reused (2: large JPEGs decoded reduced)
 CHUNK = 256  # files decoded per batch of thread-pool work
 
 
-def _entry_dir(root: Path, size: tuple[int, int]) -> Path:
-    key = f"{os.path.realpath(root)}|{size[0]}x{size[1]}|v{FORMAT}"
+def _entry_dir(root: Path, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
+    # Another pixel budget skips other files: it gets an entry of its own (no suffix for the default).
+    budget = "" if max_pixels == DEFAULT_MAX_PIXELS else f"|max{max_pixels}"
+    key = f"{os.path.realpath(root)}|{size[0]}x{size[1]}|v{FORMAT}{budget}"
     return cache_root() / "images" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}-{size[0]}x{size[1]}"
 
 
@@ -137,9 +139,9 @@ def _stat_key(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _decode(path: Path, size: tuple[int, int]) -> np.ndarray | str:
+def _decode(path: Path, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | str:
     try:
-        return preprocess(path, size)
+        return preprocess(path, size, max_pixels)
     except ImageError as exc:
         return str(exc).removeprefix(f"{path}: ")
 
@@ -177,14 +179,18 @@ def _read_index(entry: Path, row_bytes: int) -> dict:
 
 
 def update(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int, int],
-          progress: Callable[[int], None] | None = None, workers: int | None = None) -> tuple[Path, dict, CacheStats]:
+          progress: Callable[[int], None] | None = None, workers: int | None = None,
+          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Path, dict, CacheStats]:
     """Brings the cache entry of `root` at `size` up to date with `files`.
+
+    Args:
+        max_pixels: the pixel budget of one image; a file whose header claims more is skipped, never decoded.
 
     Returns:
         (pixels file, {path: row or skip reason}, what was decoded/reused/dropped).
     """
     size = (size, size) if isinstance(size, int) else tuple(size)
-    entry = _entry_dir(Path(root), size)
+    entry = _entry_dir(Path(root), size, max_pixels)
     row_bytes = size[0] * size[1] * 3
     with _locked(entry):
         for leftover in entry.glob(".*.tmp"):  # a writer killed mid-update; we hold the lock, so none is running
@@ -206,7 +212,7 @@ def update(root: str | os.PathLike, files: Sequence[Path], size: int | tuple[int
         try:
             with open(temporary, "wb") as out:
                 rows = _copy_reused(entry, index, unchanged, keys, old, out, new_files, row_bytes, progress)
-                rows = _decode_new(todo, keys, size, out, new_files, rows, progress, workers)
+                rows = _decode_new(todo, keys, size, out, new_files, rows, progress, workers, max_pixels)
                 stats.decoded = len(todo)
             os.replace(temporary, entry / pixels_name)
             _write_json(entry / "index.json", {"format": FORMAT, "root": str(root), "size": list(size),
@@ -239,12 +245,12 @@ def _copy_reused(entry: Path, index: dict, reused: set[str], keys: dict, old: di
 
 
 def _decode_new(todo: Sequence[Path], keys: dict, size: tuple[int, int], out, new_files: dict, rows: int,
-                progress: Callable[[int], None] | None, workers: int | None) -> int:
+                progress: Callable[[int], None] | None, workers: int | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     """Decodes new and changed files on a thread pool (OpenCV releases the GIL); returns the rows written."""
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start:start + CHUNK]
-            for path, result in zip(chunk, pool.map(_decode, chunk, [size] * len(chunk))):
+            for path, result in zip(chunk, pool.map(_decode, chunk, [size] * len(chunk), [max_pixels] * len(chunk))):
                 key = keys[str(path)] or (0, 0)
                 if isinstance(result, str):
                     new_files[str(path)] = Entry(*key, result)
@@ -263,16 +269,17 @@ def _write_json(path: Path, data: dict) -> None:
 
 def load(root: str | os.PathLike, files: Sequence[tuple[Path, int]], size: int | tuple[int, int],
          progress: Callable[[int], None] | None = None, stats: CacheStats | None = None,
-         entry: tuple[Path, dict] | None = None) -> LabelledImages:
+         entry: tuple[Path, dict] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LabelledImages:
     """The cached images of `files` ((path, label) pairs under root); unreadable files are skipped and listed.
 
     Args:
         entry: a (pixels, rows) pair from `update` covering these files (skips a second update).
         stats: filled with what the update did.
+        max_pixels: the pixel budget of one image (see `update`).
     """
     size = (size, size) if isinstance(size, int) else tuple(size)
     if entry is None:
-        pixels, mapping, done = update(root, [path for path, _ in files], size, progress)
+        pixels, mapping, done = update(root, [path for path, _ in files], size, progress, max_pixels=max_pixels)
         if stats is not None:
             stats.decoded, stats.reused, stats.dropped = done.decoded, done.reused, done.dropped
     else:

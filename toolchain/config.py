@@ -21,6 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from edgeclf.runtime.datasets import BUILTIN_DATASETS
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, ImageError, check_max_pixels
 from edgeclf.toolchain.choose import BRIEF_RUN_MARGIN, DEFAULT_ALPHAS, DEFAULT_MODELS, DEFAULT_SIZES
 from edgeclf.runtime.errors import UserError
 
@@ -82,8 +83,14 @@ class DataConfig:
     flip: bool = setting(True, "Horizontal flips in augmentation; --no-flip for text, digits or left/right classes.")
     class_weight: str = setting("none", "auto: weight the loss by inverse class frequency (unbalanced folders).",
                                 choices=CLASS_WEIGHTS)
+    max_pixels: int = setting(DEFAULT_MAX_PIXELS, "Pixel budget of one image (width x height), read from its header "
+                                                  "before decoding: a larger image is skipped and listed, never decoded.")
 
     def __post_init__(self) -> None:
+        try:
+            check_max_pixels(self.max_pixels)
+        except ImageError as exc:
+            raise ConfigError(str(exc)) from None
         _require(isinstance(self.source, str) and self.source != "",
                  f"--data must be a folder or one of {', '.join(BUILTIN_DATASETS)}; received {self.source!r}. "
                  "Use e.g. --data photos/ or --data digits.")

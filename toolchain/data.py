@@ -16,7 +16,8 @@ import numpy as np
 
 from edgeclf.runtime.datasets import builtin_folder, is_written, resolve, stratified_indices, write_folder
 from edgeclf.runtime.folder import DatasetError, ImageFolder, LabelledImages, scan_splits
-from edgeclf.runtime.preprocess import ImageError, load_image
+from edgeclf.runtime.imageheader import HeaderError, read_header
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, ImageError, load_image, read_file
 from edgeclf.toolchain import cache
 from edgeclf.toolchain._tf import keras_home
 from edgeclf.toolchain.cache import CacheStats
@@ -120,25 +121,32 @@ def _scan_splits(root: Path, val_split: float, seed: int) -> tuple[tuple[str, ..
     return folders["train"].classes, {name: list(f.files) for name, f in folders.items()}, ignored, "folders"
 
 
-def image_side(source: str, sample: int = 64) -> int | None:
+def image_side(source: str, sample: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS) -> int | None:
     """The median shorter side (px) of up to `sample` images spread over the dataset, or None when none decodes:
-    the resolution the images carry. Sizes above it only interpolate (digits are 8 x 8)."""
+    the resolution the images carry. Sizes above it only interpolate (digits are 8 x 8). Read from the headers
+    (a format without one is decoded); a file over the pixel budget does not count, as the data stage skips it."""
     files = [path for folder in scan_splits(resolve_source(source)).values() for path, _ in folder.files]
     sides = []
     for path in files[::max(1, len(files) // sample)][:sample]:
         try:
-            sides.append(min(load_image(path).shape[:2]))
-        except ImageError:
+            data = read_file(path, max_pixels)
+            header = read_header(data)
+            if header is None:
+                sides.append(min(load_image(path, max_pixels).shape[:2]))
+            elif header.pixels <= max_pixels:
+                sides.append(min(header.width, header.height))
+        except (ImageError, HeaderError):
             continue  # the data stage reports it
     return int(np.median(sides)) if sides else None
 
 
 def load_splits(source: str, size: int, val_split: float, seed: int, batch_size: int = 1,
-                progress: Callable[[int], None] | None = None) -> Splits:
+                progress: Callable[[int], None] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Splits:
     """Scans, splits and decodes a dataset at the model's input size, through the image cache.
 
     A folder with train/ and val/ (and optional test/) subfolders uses them; otherwise root/<class>/
-    is split (stratified, seeded). Unreadable images are skipped and listed, never fatal.
+    is split (stratified, seeded). Unreadable images, and images whose header claims more than `max_pixels`,
+    are skipped and listed, never fatal.
 
     Raises:
         DatasetError: before any training: missing or empty folders, a class with no readable image,
@@ -150,7 +158,7 @@ def load_splits(source: str, size: int, val_split: float, seed: int, batch_size:
         raise DatasetError(f"{root}: found a single class {list(classes)}; a classifier needs at least two "
                            "class folders.")
     all_files = [path for part in files.values() for path, _ in part]
-    pixels, mapping, stats = cache.update(root, all_files, size, progress)
+    pixels, mapping, stats = cache.update(root, all_files, size, progress, max_pixels=max_pixels)
     parts = {name: cache.load(root, part, size, entry=(pixels, mapping)) for name, part in files.items()}
     counts = np.bincount(parts["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(counts == 0)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeclf.runtime.folder import ImageFolder, scan_splits
-from edgeclf.runtime.preprocess import ImageError, decode_image
+from edgeclf.runtime.preprocess import DEFAULT_MAX_PIXELS, ImageError, decode_image, read_file
 
 # Longer side of the image, in pixels: the histogram's bucket edges.
 SIZE_BUCKETS = (64, 128, 256, 512, 1024, 2048)
@@ -48,26 +48,27 @@ def _bucket(longer: int) -> str:
     return f">={SIZE_BUCKETS[-1]}"
 
 
-def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
+def _inspect(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, tuple[int, int] | None, str | None]:
     """(sha256 of the bytes, (width, height) or None, skip reason or None)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return "", None, f"cannot read ({exc.strerror or exc})"
+        data = read_file(path, max_pixels)
+    except ImageError as exc:
+        return "", None, str(exc).removeprefix(f"{path}: ")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        image = decode_image(data, str(path))
+        image = decode_image(data, str(path), max_pixels)
     except ImageError as exc:
         return digest, None, str(exc).removeprefix(f"{path}: ")
     return digest, (image.shape[1], image.shape[0]), None
 
 
 def survey(root: str | os.PathLike, progress: Callable[[int], None] | None = None,
-           folders: dict[str, ImageFolder] | None = None) -> Survey:
+           folders: dict[str, ImageFolder] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Survey:
     """Counts, sizes, duplicates and skipped files of a dataset folder (with or without train/val splits).
 
     Args:
         folders: scan_splits(root), when the caller has it already (to size a progress bar).
+        max_pixels: the pixel budget of one image; a file whose header claims more is listed as skipped.
 
     Raises:
         DatasetError: what scan_splits() raises, the same layout errors a build stops on.
@@ -84,7 +85,8 @@ def survey(root: str | os.PathLike, progress: Callable[[int], None] | None = Non
     exact: Counter = Counter()
     by_hash: dict[str, list[tuple[str, Path, int]]] = defaultdict(list)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for (split, path, label), (digest, size, reason) in zip(files, pool.map(_inspect, [f[1] for f in files])):
+        inspected = pool.map(_inspect, [f[1] for f in files], [max_pixels] * len(files))
+        for (split, path, label), (digest, size, reason) in zip(files, inspected):
             if progress is not None:
                 progress(1)
             if reason is not None:
