@@ -657,6 +657,12 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("model_path", metavar="MODEL")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, is_eager=True,
+              callback=lambda ctx, param, value: _camera_config(ctx, param, value),
+              help="YAML camera config: every option below is a key (--top-k is top_k; the model is model); "
+              "flags given on the command line override it.")
+@click.option("--print-config", is_flag=True, help="Print the effective configuration (config file and flags) as "
+              "YAML and exit: a starting point for --config.")
 @click.option("--source", default="0", help="Webcam index (0, 1), picamera, a video file, an rtsp:// or http:// URL, "
               "or a folder of images.")
 @threads_option
@@ -674,7 +680,13 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--display", is_flag=True, help="Show the annotated frames in a window (needs opencv-python with GUI).")
 @click.option("--record", type=click.Path(dir_okay=False), default=None, help="Write the annotated frames to this .mp4.")
 @click.option("--serve", default=None, help="Serve the live annotated stream and top-k on HOST:PORT "
-              "(e.g. 127.0.0.1:8080; 0.0.0.0:8080 exposes it to the network).")
+              "(e.g. 127.0.0.1:8080; 0.0.0.0:8080 exposes it to the network, with a password: "
+              "$EDGECLF_WEB_PASSWORD or --serve-password-file).")
+@click.option("--serve-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File (mode 0600) holding the web view's password (HTTP basic auth, any user name); "
+              "or set EDGECLF_WEB_PASSWORD. Never on the command line.")
+@click.option("--serve-open", is_flag=True, help="Serve a network address without a password, on purpose.")
+@click.option("--serve-viewers", type=int, default=4, help="Streams served at once; one more gets 503.")
 @click.option("--quiet", "-q", is_flag=True, help="No JSON line per frame; only the summary.")
 @click.option("--confirm", type=int, default=3, show_default=True,
               help="The state changes after a new label (or unknown) wins this many classified frames in a row.")
@@ -683,7 +695,10 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--events-only", is_flag=True, help="Print a JSON line only for frames that change the state.")
 @max_pixels_option
 @reports_errors
-def camera(model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
+@click.pass_context
+def camera(ctx: click.Context, config_file: str | None, print_config: bool, serve_password_file: str | None,
+           serve_open: bool, serve_viewers: int,
+           model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
            resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool,
            record: str | None, serve: str | None, quiet: bool, confirm: int, hold: float | None,
            events_only: bool, max_pixels: int) -> None:
@@ -692,7 +707,14 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     A debounced state (--confirm / --hold) marks the frames where what the camera sees changes: those
     JSON lines carry a "state" field, and --events-only prints only them.
     """
+    if print_config:
+        from edgeclf.runtime.camera_config import effective_config, to_yaml
+
+        click.echo(to_yaml(effective_config(ctx)), nl=False)
+        return
     from edgeclf.runtime.outputs import JsonLinesSink, RecorderSink, WindowSink
+    from edgeclf.runtime.sdnotify import SystemdSink, stop_on_sigterm
+    from edgeclf.runtime.webauth import WebAuth
     from edgeclf.runtime.serve import LiveServer, ServeSink, parse_address
     from edgeclf.runtime.sinks import Sinks
     from edgeclf.runtime.sources import SourceError, open_source, parse_resolution
@@ -703,6 +725,9 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
                                 roi=parse_roi(roi) if roi else None, center_crop=center_crop, max_frames=max_frames,
                                 confirm=confirm, hold=hold)
         address = parse_address(serve) if serve else None
+        auth = WebAuth.for_serving(address[0], serve_open, serve_password_file) if address else None
+        if serve_viewers < 1:
+            raise ValueError(f"--serve-viewers must be >= 1; received {serve_viewers}. Use e.g. --serve-viewers 4.")
         size = parse_resolution(resolution) if resolution else None
     except (StreamOptionError, SourceError, ValueError) as exc:
         raise InputError(str(exc)) from exc
@@ -724,9 +749,13 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     if record:
         outputs.append(RecorderSink(Path(record)))
     if address:
-        server = LiveServer(*address)
+        server = LiveServer(*address, auth=auth, viewers=serve_viewers)
         click.echo(f"serving {server.url}", err=True)
         outputs.append(ServeSink(server))
+    systemd = SystemdSink.from_environment()  # under a Type=notify unit: READY, WATCHDOG, STATUS, STOPPING
+    if systemd:
+        stop_on_sigterm()
+        outputs.append(systemd)
     stop_requests: list = []
     if display:
         outputs.append(WindowSink(lambda: stop_requests[0].set()))
@@ -739,6 +768,12 @@ def camera(model_path: str, source: str, threads: int | None, top_k: int, every:
     _print_stream_summary(summary, source)
     for item in getattr(stream_source, "skipped", []):  # an image folder's unreadable or over-budget files
         click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+
+
+def _camera_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from edgeclf.runtime.camera_config import load_into
+
+    return load_into(ctx, param, value)
 
 
 def _print_stream_summary(summary: Any, source: str) -> None:

@@ -1,12 +1,18 @@
 """`edgeclf camera --serve`: the live annotated stream (MJPEG) and the current top-k for a browser.
 
 Serves exactly three paths: the page, the stream and a JSON status; nothing from the file system.
-Each frame is JPEG-encoded once and shared, so more viewers cost network, not inference time.
+Safe to leave running on a network: a password when one is set (runtime/webauth.py, required off
+loopback), at most `viewers` streams at once (the next one gets 503), a bounded number of connections
+in all (more are closed at once, so a client opening hundreds of idle sockets cannot use up threads or
+memory), and socket timeouts so that a silent or stalled client frees its place. A frame is annotated
+and JPEG-encoded only while someone watches the stream, once, and shared by every viewer.
 """
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +20,7 @@ import cv2
 import numpy as np
 
 from edgeclf.runtime.sinks import FrameResult, Sink
+from edgeclf.runtime.webauth import WebAuth
 
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>edgeclf camera</title>
 <style>body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:16px}
@@ -27,23 +34,76 @@ t=>t.label+' '+t.score.toFixed(2)).join('   ')+'   (frame '+s.result.frame+', '+
 catch(e){} setTimeout(poll,300);} poll();
 </script></body></html>"""
 BOUNDARY = b"edgeclf-frame"
+DEFAULT_VIEWERS = 4
+SPARE_CONNECTIONS = 8  # connections beyond the streams: the page, status polls, a refused viewer's 503
+REQUEST_TIMEOUT_S = 10.0  # a client must send its request, and keep reading the stream, within this
+IDLE_STREAM_S = 30.0  # a stream with no new frame for this long is ended (the camera stalled)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, but at most `max_connections` at once: the others are closed on accept."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class LiveServer:
-    """A small threaded HTTP server fed by publish() from the classification loop."""
+    """A small HTTP server fed by publish() from the classification loop.
 
-    def __init__(self, host: str, port: int) -> None:
+    Args:
+        auth: who may see the pages (None: everyone; see WebAuth.for_serving).
+        viewers: streams served at once; one more gets 503.
+        max_connections: connections at once, streams included (default: viewers + 8).
+        request_timeout: seconds a client may take to send its request or to take the next frame.
+    """
+
+    def __init__(self, host: str, port: int, auth: WebAuth | None = None, viewers: int = DEFAULT_VIEWERS,
+                 max_connections: int | None = None, request_timeout: float = REQUEST_TIMEOUT_S,
+                 idle_stream: float = IDLE_STREAM_S) -> None:
+        if viewers < 1:
+            raise ValueError(f"--serve-viewers must be >= 1; received {viewers}. Use e.g. --serve-viewers 4.")
+        self.auth = auth or WebAuth(None)
+        self.max_viewers, self._idle_stream = viewers, idle_stream
         self._condition = threading.Condition()
         self._jpeg: bytes | None = None
         self._status: dict = {"result": None, "fps": 0.0, "frames": 0}
         self._closed = False
+        self.viewers = 0  # streams being served now
+        self.encoded = 0  # frames JPEG-encoded (only while someone watched)
+        self.busy = 0  # viewers turned away with 503
+        self.unauthorized = 0  # requests answered 401
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = request_timeout  # socket timeout: reading the request and writing the stream
+
             def log_message(self, *args: object) -> None:  # quiet: the loop's output is JSON lines
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if not self._authorized():
+                    return
                 path = self.path.split("?", 1)[0]
                 if path == "/":
                     self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE)
@@ -55,9 +115,18 @@ class LiveServer:
                     self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
 
             def do_POST(self) -> None:  # noqa: N802
-                self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"read-only\n")
+                if self._authorized():
+                    self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"read-only\n")
 
             do_PUT = do_DELETE = do_POST
+
+            def _authorized(self) -> bool:
+                if server.auth.check(self.headers):
+                    return True
+                with server._condition:
+                    server.unauthorized += 1
+                server.auth.challenge(self)
+                return False
 
             def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
                 self.send_response(status)
@@ -67,8 +136,7 @@ class LiveServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((host, port), Handler, max_connections or viewers + SPARE_CONNECTIONS)
         self.address = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, name="edgeclf-serve", daemon=True)
         self._thread.start()
@@ -77,11 +145,26 @@ class LiveServer:
     def url(self) -> str:
         return f"http://{self.address[0]}:{self.address[1]}/"
 
-    def publish(self, record: dict, frame_bgr: np.ndarray) -> None:
-        ok, jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    @property
+    def watching(self) -> bool:
+        """True while at least one stream is open: only then are frames worth annotating and encoding."""
+        return self.viewers > 0
+
+    @property
+    def refused(self) -> int:
+        """Connections closed on accept because `max_connections` were open."""
+        return self._server.refused
+
+    def publish(self, record: dict, frame_bgr: np.ndarray | None = None) -> None:
+        """The latest record (for /status.json) and, while someone watches, its annotated frame."""
+        jpeg = None
+        if frame_bgr is not None:
+            ok, encoded = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            jpeg = encoded.tobytes() if ok else None
         with self._condition:
-            if ok:
-                self._jpeg = jpeg.tobytes()
+            if jpeg is not None:
+                self._jpeg = jpeg
+                self.encoded += 1
             self._status = {"result": record, "fps": record.get("fps", 0.0), "frames": self._status["frames"] + 1}
             self._condition.notify_all()
 
@@ -89,16 +172,40 @@ class LiveServer:
         with self._condition:
             return dict(self._status)
 
+    def summary(self) -> dict:
+        return {"encoded": self.encoded, "busy": self.busy, "unauthorized": self.unauthorized,
+                "refused": self.refused, "password": self.auth.required}
+
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(HTTPStatus.OK)
-        handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
-        handler.send_header("Cache-Control", "no-store")
-        handler.end_headers()
-        last = None
+        with self._condition:
+            full = self.viewers >= self.max_viewers
+            if full:
+                self.busy += 1
+            else:
+                if self.viewers == 0:
+                    self._jpeg = None  # encoding was off while nobody watched: wait for a fresh frame
+                self.viewers += 1
+        if full:
+            body = f"{self.max_viewers} viewer(s) are watching, the most this camera serves; try again later\n"
+            handler.send_response(HTTPStatus.SERVICE_UNAVAILABLE)
+            handler.send_header("Content-Type", "text/plain; charset=utf-8")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Retry-After", "10")
+            handler.end_headers()
+            handler.wfile.write(body.encode())
+            return
         try:
+            handler.send_response(HTTPStatus.OK)
+            handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+            handler.send_header("Cache-Control", "no-store")
+            handler.end_headers()
+            last = None
             while True:
                 with self._condition:
+                    since = time.monotonic()
                     while (self._jpeg is None or self._jpeg is last) and not self._closed:
+                        if time.monotonic() - since > self._idle_stream:
+                            return  # no new frame for a long time: free the place
                         self._condition.wait(1.0)
                     if self._closed:
                         return
@@ -106,8 +213,11 @@ class LiveServer:
                 handler.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                     + str(len(last)).encode() + b"\r\n\r\n" + last + b"\r\n")
                 handler.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the viewer went away
+        except OSError:
+            return  # the viewer went away or stopped reading (socket timeout)
+        finally:
+            with self._condition:
+                self.viewers -= 1
 
     def close(self) -> None:
         with self._condition:
@@ -118,7 +228,8 @@ class LiveServer:
 
 
 class ServeSink(Sink):
-    """The web view as one of the camera's outputs: each annotated frame and record go to the server."""
+    """The web view as one of the camera's outputs: each record goes to the server, and while someone
+    watches, the annotated frame too (nobody watching: no annotation, no JPEG)."""
 
     name = "serve"
     wants_frames = True
@@ -127,12 +238,14 @@ class ServeSink(Sink):
         self.server = server
 
     def handle(self, result: FrameResult) -> None:
-        frame = result.annotated()
-        if frame is not None:
-            self.server.publish(result.record, frame)
+        frame = result.annotated() if self.server.watching else None
+        self.server.publish(result.record, frame)
 
     def close(self) -> None:
         self.server.close()
+
+    def summary(self) -> dict:
+        return self.server.summary()
 
 
 def parse_address(text: str) -> tuple[str, int]:
