@@ -694,6 +694,25 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
               help="Instead of --confirm: the state changes after a new label holds this many seconds.")
 @click.option("--events-only", is_flag=True, help="Print a JSON line only for frames that change the state.")
 @max_pixels_option
+@click.option("--webhook", default=None, help="POST each state change as JSON to this URL, signed with "
+              "X-Edgeclf-Signature when $EDGECLF_WEBHOOK_SECRET or --webhook-secret-file is set; retried, queued on disk.")
+@click.option("--webhook-secret-file", type=click.Path(dir_okay=False), default=None,
+              help="File (mode 0600) holding the webhook's HMAC-SHA256 secret.")
+@click.option("--webhook-queue", type=click.Path(file_okay=False), default=None,
+              show_default="~/.cache/edgeclf/webhook-<hash of the URL>",
+              help="Folder where changes wait for the receiver (the last 1000), kept across restarts.")
+@click.option("--snapshots", type=click.Path(file_okay=False), default=None,
+              help="Write the frame of each state change here as a JPEG named by time and state.")
+@click.option("--snapshots-max-mb", type=float, default=100.0, show_default=True,
+              help="Cap of the snapshot folder; the oldest snapshots are removed first.")
+@click.option("--gpio", multiple=True, metavar="LABEL=PIN",
+              help="Drive a GPIO pin (BCM number) high while the state is LABEL (gpiozero); repeatable.")
+@click.option("--realtime/--no-realtime", default=None, show_default="on with --serve, --mqtt or --webhook",
+              help="Play a video file or image folder at its own frame rate, as a camera would (frames the model "
+              "misses are dropped and counted).")
+@click.option("--loop", is_flag=True, help="Play a video file or image folder again from the start when it ends.")
+@click.option("--fps", type=float, default=None, show_default="a video's own rate; 10 for a folder",
+              help="Frames per second for --realtime.")
 @reports_errors
 @click.pass_context
 def camera(ctx: click.Context, config_file: str | None, print_config: bool, serve_password_file: str | None,
@@ -701,7 +720,9 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
            model_path: str, source: str, threads: int | None, top_k: int, every: int, smooth: int, threshold: float,
            resolution: str | None, roi: str | None, center_crop: bool, max_frames: int | None, display: bool,
            record: str | None, serve: str | None, quiet: bool, confirm: int, hold: float | None,
-           events_only: bool, max_pixels: int) -> None:
+           events_only: bool, max_pixels: int, webhook: str | None, webhook_secret_file: str | None,
+           webhook_queue: str | None, snapshots: str | None, snapshots_max_mb: float, gpio: tuple[str, ...],
+           realtime: bool | None, loop: bool, fps: float | None) -> None:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end.
 
     A debounced state (--confirm / --hold) marks the frames where what the camera sees changes: those
@@ -717,7 +738,9 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     from edgeclf.runtime.webauth import WebAuth
     from edgeclf.runtime.serve import LiveServer, ServeSink, parse_address
     from edgeclf.runtime.sinks import Sinks
-    from edgeclf.runtime.sources import SourceError, open_source, parse_resolution
+    from edgeclf.runtime.actions import ActionError, wants_realtime
+    from edgeclf.runtime.actions import from_options as action_sinks
+    from edgeclf.runtime.sources import SourceError, open_source, parse_resolution, play_file
     from edgeclf.runtime.stream import StreamOptionError, StreamOptions, parse_roi, run_stream
 
     try:
@@ -737,9 +760,16 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         _check_display()
     model = _load_model(model_path, threads)
     try:
+        actions = action_sinks(model.labels, model.metadata.name if model.metadata else Path(model_path).stem,
+                               webhook, webhook_secret_file, webhook_queue, snapshots=snapshots,
+                               snapshots_max_mb=snapshots_max_mb, gpio=gpio)
+    except ActionError as exc:
+        raise InputError(str(exc)) from exc
+    try:
         # An image folder played uncropped is decoded as training decoded it (a large JPEG at a reduced scale).
         whole = options.roi is None and not options.center_crop
         stream_source = open_source(source, size, max_pixels, model.input_size if whole else None)
+        played = play_file(stream_source, wants_realtime(realtime, ctx.params), loop, fps)
     except SourceError as exc:
         raise InputError(str(exc)) from exc
     if size and getattr(stream_source, "resolution", size) != size:
@@ -759,10 +789,10 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     stop_requests: list = []
     if display:
         outputs.append(WindowSink(lambda: stop_requests[0].set()))
-    sinks = Sinks(outputs)
+    sinks = Sinks(outputs + actions)
     stop_requests.append(sinks.stop_requested)
     try:
-        summary = run_stream(model, stream_source, options, sinks)
+        summary = run_stream(model, played, options, sinks)
     except StreamOptionError as exc:
         raise InputError(str(exc)) from exc
     _print_stream_summary(summary, source)

@@ -79,6 +79,16 @@ class OpenCVSource:
     def close(self) -> None:
         self._capture.release()
 
+    def frame_rate(self) -> float | None:
+        """The video's own frames per second, when its container says (None for nonsense values)."""
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        return float(fps) if fps and 0 < fps <= MAX_FPS else None
+
+    def rewind(self) -> None:
+        """Back to the first frame, for --loop (reopened: seeking is unreliable for some containers)."""
+        self._capture.release()
+        self._capture = cv2.VideoCapture(self.name)
+
 
 class FolderSource:
     """The images of a folder in name order (hidden files skipped, unreadable or over-budget ones skipped).
@@ -112,6 +122,9 @@ class FolderSource:
 
     def close(self) -> None:
         pass
+
+    def rewind(self) -> None:
+        self._next = 0
 
 
 class PicameraSource:
@@ -166,6 +179,76 @@ def open_source(spec: str, resolution: tuple[int, int] | None = None, max_pixels
     return OpenCVSource(spec, max_pixels=max_pixels)
 
 
+MAX_FPS = 1000.0
+DEFAULT_FOLDER_FPS = 10.0
+
+
+class PlayedFile:
+    """A video file or an image folder played as a camera would give it: `fps` frames a second on the clock
+    (live: the capture thread keeps the newest frame and counts the ones the model missed) and, with
+    `loop`, from the start again when it ends.
+
+    A frame is handed out when it is due (start + index / fps); a decoder that falls behind hands the
+    late frames out at once, so the clip's clock is kept and the model sees what a camera would show.
+    """
+
+    def __init__(self, source: Source, fps: float | None, loop: bool = False) -> None:
+        if fps is not None and not 0 < fps <= MAX_FPS:
+            raise SourceError(f"--fps must be in (0, {MAX_FPS:g}]; received {fps}. Use e.g. --fps 10.")
+        self.source, self.fps, self.loop = source, fps, loop
+        self.name = source.name
+        self.live = fps is not None
+        self.ended = False  # tells the capture thread that an empty read is the end, not a camera glitch
+        self.loops = 0
+        self._start: float | None = None
+        self._count = 0
+
+    def read(self) -> np.ndarray | None:
+        image = self.source.read()
+        if image is None and self.loop:
+            self.source.rewind()
+            self.loops += 1
+            image = self.source.read()
+        if image is None:
+            self.ended = True
+            return None
+        if self.fps is not None:
+            now = time.monotonic()
+            if self._start is None:
+                self._start = now
+            due = self._start + self._count / self.fps
+            if due > now:
+                time.sleep(due - now)
+            self._count += 1
+        return image
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def play_file(source: Source, realtime: bool, loop: bool = False, fps: float | None = None) -> Source:
+    """`source` paced at its own frame rate (`realtime`) and/or repeated (`loop`); live sources as they are.
+
+    Args:
+        fps: frames per second for an image folder (default DEFAULT_FOLDER_FPS), or instead of a video's own.
+
+    Raises:
+        SourceError: --loop on a live source, or a bad --fps.
+    """
+    if source.live:
+        if loop:
+            raise SourceError(f"--loop repeats a video file or an image folder; --source {source.name} is live. "
+                              "Drop --loop.")
+        return source
+    if not realtime and not loop:
+        return source
+    rate = None
+    if realtime:
+        own = source.frame_rate() if hasattr(source, "frame_rate") else None
+        rate = fps if fps is not None else own or DEFAULT_FOLDER_FPS
+    return PlayedFile(source, rate, loop)
+
+
 @dataclass
 class Frame:
     index: int  # position in the source, counting dropped frames
@@ -214,7 +297,7 @@ class FrameGrabber:
                 if not self.source.live:
                     raise
                 image, problem = None, f"{type(exc).__name__}: {exc}"
-            if image is not None or not self.source.live:
+            if image is not None or not self.source.live or getattr(self.source, "ended", False):
                 return image
             failures += 1
             self.read_errors += 1

@@ -1,0 +1,482 @@
+"""Actions the camera takes when its state changes: a signed webhook, a JPEG snapshot, a GPIO pin.
+
+Each is a `Sink` (sinks.py) with `changes_only` set, so it runs on its own thread and sees only the
+frames that changed the debounced state. The webhook keeps every change in a folder on disk until the
+receiver has taken it, in order: a receiver that is down, or a restart of edgeclf, loses no change.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from edgeclf.runtime.files import cache_root, write_atomically
+from edgeclf.runtime.sinks import FrameResult, Sink
+from edgeclf.runtime.state import UNKNOWN
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "EDGECLF_WEBHOOK_SECRET"
+SIGNATURE_HEADER = "X-Edgeclf-Signature"
+DELIVERY_HEADER = "X-Edgeclf-Delivery"
+WEBHOOK_QUEUE_MAX = 1000  # changes kept on disk while the receiver is away; then the oldest go (counted)
+WEBHOOK_TIMEOUT_S = 5.0  # one POST
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0  # retry pauses double up to this: a receiver back is seen within 5 s
+FLUSH_AT_CLOSE_S = 5.0  # at the end of a run, how long to keep delivering; the rest waits on disk
+RETRIED_STATUSES = {408, 429}  # 4xx answers that mean "later", not "never"
+GPIO_HINT = ("--gpio needs gpiozero: `pip install gpiozero` (in edgeclf's venv), or on Raspberry Pi OS "
+             "`sudo apt install python3-gpiozero` and a venv made with --system-site-packages")
+
+
+class ActionError(ValueError):
+    """A bad action option (URL, secret file, pin, folder); the message names it and the fix."""
+
+
+# --- webhook ---------------------------------------------------------------------------------------
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The X-Edgeclf-Signature value: `sha256=` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def read_secret(secret_file: str | os.PathLike | None) -> bytes | None:
+    """The signing secret: from `secret_file` (which must be readable by its owner only) or $EDGECLF_WEBHOOK_SECRET.
+
+    Raises:
+        ActionError: the file is missing, empty, or readable by group or others.
+    """
+    if secret_file is not None:
+        path = Path(secret_file)
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ActionError(f"--webhook-secret-file {path}: cannot read it ({exc.strerror}).") from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ActionError(f"--webhook-secret-file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
+                              f"a secret file must be 0600. Fix it with: chmod 600 {path}")
+        secret = path.read_bytes().strip()
+        if not secret:
+            raise ActionError(f"--webhook-secret-file {path} is empty; write the shared secret into it.")
+        return secret
+    value = os.environ.get(SECRET_ENV, "").strip()
+    return value.encode() if value else None
+
+
+def parse_webhook_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ActionError(f"--webhook must be an http:// or https:// URL; received {url!r}. "
+                          "Use e.g. --webhook http://192.168.1.10:8123/api/webhook/edgeclf.")
+    return url
+
+
+def default_queue_dir(url: str) -> Path:
+    """~/.cache/edgeclf/webhook-<hash of the URL>: each receiver has its own queue, kept across runs."""
+    return cache_root() / f"webhook-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
+class WebhookQueue:
+    """Changes waiting for the receiver: one JSON file per change, numbered in order, written atomically.
+
+    At most `limit` files; adding one more removes the oldest (counted in `overflowed`).
+    """
+
+    def __init__(self, folder: Path, limit: int = WEBHOOK_QUEUE_MAX) -> None:
+        if limit < 1:
+            raise ActionError(f"--webhook-queue-max must be >= 1; received {limit}. Use e.g. --webhook-queue-max 1000.")
+        self.folder, self.limit = Path(folder), limit
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ActionError(f"--webhook-queue {self.folder}: cannot create it ({exc.strerror}).") from exc
+        self._lock = threading.Lock()
+        self._lock_file = self._hold(self.folder / ".lock")
+        self.overflowed = 0
+        numbers = self._numbers()
+        self._next = (numbers[-1] + 1) if numbers else 0
+        self.recovered = len(numbers)  # changes a previous run left undelivered
+
+    @staticmethod
+    def _hold(path: Path):
+        """An exclusive lock on the folder, so two cameras never deliver (and delete) each other's changes."""
+        try:
+            import fcntl
+        except ImportError:  # not on Linux: one camera per queue is then the user's care
+            return None
+        handle = open(path, "a")  # noqa: SIM115 - held for the life of the queue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            raise ActionError(f"--webhook-queue {path.parent} is in use by another edgeclf camera; give this one "
+                              "its own folder with --webhook-queue DIR.") from exc
+        return handle
+
+    def _numbers(self) -> list[int]:
+        return sorted(int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit())
+
+    def __len__(self) -> int:
+        return len(self._numbers())
+
+    def put(self, body: bytes) -> None:
+        with self._lock:
+            write_atomically(self.folder / f"{self._next:012d}.json", body)
+            self._next += 1
+            numbers = self._numbers()
+            for number in numbers[:max(0, len(numbers) - self.limit)]:
+                (self.folder / f"{number:012d}.json").unlink(missing_ok=True)
+                self.overflowed += 1
+
+    def first(self) -> tuple[Path, bytes] | None:
+        """The oldest waiting change, or None."""
+        with self._lock:
+            for number in self._numbers():
+                path = self.folder / f"{number:012d}.json"
+                try:
+                    return path, path.read_bytes()
+                except FileNotFoundError:  # removed by an overflow meanwhile
+                    continue
+        return None
+
+    def remove(self, path: Path) -> None:
+        with self._lock:
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+
+class WebhookSink(Sink):
+    """POSTs each state change as JSON to `url`, signed when a secret is set, in order and at least once.
+
+    `handle` only writes the change into the on-disk queue; a delivery thread POSTs the queue's oldest
+    change until the receiver answers 2xx (then removes it), retrying with exponential back-off on
+    connection errors, 5xx, 408 and 429. Other 4xx answers mean the receiver refuses that change: it
+    is logged and dropped (counted). Each body carries a unique `id` (also in X-Edgeclf-Delivery) so a
+    receiver can drop the duplicate that a crash between its 2xx and our removal would cause.
+    """
+
+    name = "webhook"
+    changes_only = True
+
+    def __init__(self, url: str, secret: bytes | None = None, queue_dir: Path | None = None,
+                 queue_max: int = WEBHOOK_QUEUE_MAX, device: str | None = None, model: str | None = None,
+                 timeout: float = WEBHOOK_TIMEOUT_S, backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S)) -> None:
+        self.url = parse_webhook_url(url)
+        self.secret, self.timeout, self.backoff = secret, timeout, backoff
+        self.queue = WebhookQueue(queue_dir or default_queue_dir(url), queue_max)
+        self.device, self.model = device or socket.gethostname(), model
+        self._run_id = uuid.uuid4().hex[:12]
+        self.queued = self.delivered = self.rejected = self.retries = 0
+        self._wake = threading.Event()  # a new change while the queue was empty
+        self._nudge = threading.Event()  # the run ends: retry now instead of after the back-off
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing_since: float | None = None
+
+    def start(self) -> None:
+        if self.queue.recovered:
+            log.warning("webhook %s: %d change(s) left by an earlier run are sent first", self.url, self.queue.recovered)
+        self._thread = threading.Thread(target=self._deliver_loop, name="edgeclf-webhook-delivery", daemon=True)
+        self._thread.start()
+
+    def handle(self, result: FrameResult) -> None:
+        change = result.change
+        if change is None:
+            return
+        body = {"id": f"{self._run_id}-{self.queued}", **change.as_dict(), "device": self.device, "model": self.model}
+        self.queue.put(json.dumps(body, separators=(",", ":")).encode())
+        self.queued += 1
+        self._wake.set()
+
+    def _deliver_loop(self) -> None:
+        first, most = self.backoff
+        backoff = first
+        while not self._stop.is_set():
+            item = self.queue.first()
+            if item is None:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            path, body = item
+            outcome = self._post(body)
+            if outcome == "delivered":
+                self.queue.remove(path)
+                self.delivered += 1
+                backoff = first
+                if self._failing_since is not None:
+                    log.warning("webhook %s: delivering again after %.0f s", self.url, time.monotonic() - self._failing_since)
+                    self._failing_since = None
+            elif outcome == "rejected":
+                self.queue.remove(path)
+                self.rejected += 1
+            else:
+                self.retries += 1
+                self._nudge.wait(backoff)
+                backoff = min(backoff * 2, most)
+
+    def _post(self, body: bytes) -> str:
+        """One POST; returns "delivered", "rejected" (drop it) or "retry"."""
+        headers = {"Content-Type": "application/json", "User-Agent": "edgeclf-camera",
+                   DELIVERY_HEADER: json.loads(body).get("id", "")}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+            return "delivered"
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if 400 <= exc.code < 500 and exc.code not in RETRIED_STATUSES:
+                log.warning("webhook %s: the receiver refused a change with %d %s; dropped it (check the URL and the "
+                            "secret)", self.url, exc.code, exc.reason)
+                return "rejected"
+            problem = f"the receiver answered {exc.code} {exc.reason}"
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = f"cannot reach it ({reason})"
+        if self._failing_since is None:  # one line per outage, not one per retry
+            self._failing_since = time.monotonic()
+            log.warning("webhook %s: %s; retrying with back-off, changes wait in %s", self.url, problem, self.queue.folder)
+        return "retry"
+
+    def close(self) -> None:
+        """Delivers what is queued for up to FLUSH_AT_CLOSE_S; a receiver that is down gets one more try, not
+        the whole wait. What is left stays on disk for the next run."""
+        deadline = time.monotonic() + FLUSH_AT_CLOSE_S
+        retries = self.retries
+        self._nudge.set()
+        while len(self.queue) and time.monotonic() < deadline:
+            if self._failing_since is not None and self.retries > retries:
+                break
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(WEBHOOK_TIMEOUT_S + 1.0)
+        pending = len(self.queue)
+        if pending:
+            log.warning("webhook %s: %d change(s) not delivered yet wait in %s for the next run",
+                        self.url, pending, self.queue.folder)
+        self.queue.close()
+
+    def summary(self) -> dict:
+        return {"queued": self.queued, "delivered": self.delivered, "rejected": self.rejected,
+                "retries": self.retries, "overflowed": self.queue.overflowed,
+                "recovered": self.queue.recovered, "pending": len(self.queue)}
+
+
+# --- snapshots -------------------------------------------------------------------------------------
+
+SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_.+\.jpg$")
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "label"
+
+
+class SnapshotSink(Sink):
+    """Writes the frame of each state change as a JPEG into `folder`, keeping the folder under `max_mb`.
+
+    The frame is the one captured, without labels drawn on it: the label and time are in the name,
+    and a clean frame is what a user needs to judge the change and to add it to the training data.
+    Names are `<UTC time>_<state>_f<frame>.jpg`, so name order is time order; when the folder's
+    snapshots pass `max_mb`, the oldest are removed first (only files named this way are touched).
+    A write that fails (a full disk) is logged once and counted; the camera goes on.
+    """
+
+    name = "snapshots"
+    changes_only = True
+    wants_frames = True
+
+    def __init__(self, folder: Path, max_mb: float = 100.0, quality: int = 90) -> None:
+        if not max_mb > 0:
+            raise ActionError(f"--snapshots-max-mb must be > 0; received {max_mb}. Use e.g. --snapshots-max-mb 100.")
+        self.folder, self.max_bytes, self.quality = Path(folder), int(max_mb * 1024 * 1024), quality
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ActionError(f"--snapshots {self.folder}: cannot create it ({exc.strerror}).") from exc
+        if not os.access(self.folder, os.W_OK):
+            raise ActionError(f"--snapshots {self.folder}: not writable by this user; choose another folder.")
+        self._sizes = {p.name: p.stat().st_size for p in self.folder.iterdir() if SNAPSHOT_NAME.match(p.name)}
+        self.written = self.removed = self.failed = self.too_large = 0
+        self._last_error: int | None = None
+
+    def handle(self, result: FrameResult) -> None:
+        if result.change is None or result.image is None:
+            return
+        change = result.change
+        moment = datetime.fromtimestamp(change.time, timezone.utc)
+        name = f"{moment:%Y%m%dT%H%M%S}.{moment.microsecond // 1000:03d}Z_{_safe(change.state)}_f{change.frame}.jpg"
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode frame {change.frame} as JPEG")
+        content = encoded.tobytes()
+        try:
+            write_atomically(self.folder / name, content)
+        except OSError as exc:
+            self.failed += 1
+            if exc.errno != self._last_error:  # one line per kind of failure, not one per change
+                log.warning("snapshots: cannot write %s (%s); the camera goes on without this snapshot. Free space "
+                            "in %s or lower --snapshots-max-mb", exc.filename, exc.strerror, self.folder)
+            self._last_error = exc.errno
+            return
+        self._last_error = None
+        self.written += 1
+        self._sizes[name] = len(content)
+        self._enforce_cap(name)
+
+    def _enforce_cap(self, newest: str) -> None:
+        total = sum(self._sizes.values())
+        for old in sorted(self._sizes):
+            if total <= self.max_bytes:
+                break
+            if old == newest:
+                continue
+            (self.folder / old).unlink(missing_ok=True)
+            total -= self._sizes.pop(old)
+            self.removed += 1
+        if total > self.max_bytes:  # the newest alone is larger than the cap: the cap wins
+            (self.folder / newest).unlink(missing_ok=True)
+            size = self._sizes.pop(newest)
+            self.written -= 1
+            self.too_large += 1
+            log.warning("snapshots: %s (%d KB) is larger than --snapshots-max-mb on its own; not kept", newest, size // 1024)
+
+    def summary(self) -> dict:
+        return {"written": self.written, "removed_oldest": self.removed, "failed": self.failed,
+                "too_large": self.too_large, "kept": len(self._sizes),
+                "kept_mb": round(sum(self._sizes.values()) / 1024 / 1024, 3)}
+
+
+# --- GPIO ------------------------------------------------------------------------------------------
+
+def parse_gpio(specs: tuple[str, ...] | list[str], labels: list[str]) -> list[tuple[str, int | str]]:
+    """`LABEL=PIN` options -> [(label, pin)]; a pin is a BCM number (17) or a gpiozero name (GPIO17, BOARD11).
+
+    Raises:
+        ActionError: bad syntax, a label the model does not have, or a pin given twice.
+    """
+    known = list(labels) + [UNKNOWN]
+    pairs: list[tuple[str, int | str]] = []
+    for spec in specs:
+        label, sep, pin = spec.rpartition("=")
+        if not sep or not label or not pin.strip():
+            raise ActionError(f"--gpio must be LABEL=PIN; received {spec!r}. Use e.g. --gpio {known[0]}=17.")
+        if label not in known:
+            raise ActionError(f"--gpio {spec}: {label!r} is not one of the model's labels ({', '.join(known)}).")
+        pin = pin.strip()
+        pairs.append((label, int(pin) if pin.isdigit() else pin))
+    pins = [str(p) for _, p in pairs]
+    repeated = sorted({p for p in pins if pins.count(p) > 1})
+    if repeated:
+        raise ActionError(f"--gpio: pin {', '.join(repeated)} is given more than once; one pin follows one label.")
+    return pairs
+
+
+class GpioSink(Sink):
+    """Drives each pin high while the state is its label, low otherwise (and low when the camera stops).
+
+    The pins are claimed when the sink is made, so a missing gpiozero, a pin in use or a machine
+    without GPIO stops `edgeclf camera` at once with the reason, not after the first change.
+    """
+
+    name = "gpio"
+    changes_only = True
+
+    def __init__(self, pairs: list[tuple[str, int | str]], pin_factory: Any = None) -> None:
+        try:
+            from gpiozero import DigitalOutputDevice
+        except ImportError as exc:
+            raise ActionError(f"{GPIO_HINT}.") from exc
+        self.pairs = pairs
+        self._devices = []
+        try:
+            for _, pin in pairs:
+                self._devices.append(DigitalOutputDevice(pin, initial_value=False, pin_factory=pin_factory))
+        except Exception as exc:  # noqa: BLE001 - gpiozero raises its own family (BadPinFactory, PinInvalidPin, ...)
+            self.close()
+            raise ActionError(f"--gpio pin {pin}: {type(exc).__name__}: {exc}. On a machine without GPIO, "
+                              "GPIOZERO_PIN_FACTORY=mock tries the rest of the run without hardware.") from exc
+        self.switched = 0
+
+    def handle(self, result: FrameResult) -> None:
+        if result.change is None:
+            return
+        for (label, _), device in zip(self.pairs, self._devices):
+            if result.change.state == label and not device.value:
+                device.on()
+                self.switched += 1
+            elif result.change.state != label and device.value:
+                device.off()
+                self.switched += 1
+
+    def close(self) -> None:
+        for device in self._devices:
+            try:
+                device.off()
+            finally:
+                device.close()
+        self._devices = []
+
+    def summary(self) -> dict:
+        return {"pins": {str(pin): label for label, pin in self.pairs}, "switched": self.switched}
+
+
+# --- from the camera's options ---------------------------------------------------------------------
+
+REALTIME_OUTPUTS = ("serve", "mqtt", "webhook")  # outputs that make a clip play as a camera would
+
+
+def wants_realtime(realtime: bool | None, params: dict) -> bool:
+    """--realtime as given, else on when an output meant for a live camera is used (any of REALTIME_OUTPUTS
+    present in the command's parameters: the web view, MQTT, a webhook)."""
+    if realtime is not None:
+        return realtime
+    return any(params.get(name) for name in REALTIME_OUTPUTS)
+
+
+def from_options(labels: list[str], model_name: str | None, webhook: str | None = None,
+                 webhook_secret_file: str | None = None, webhook_queue: str | None = None,
+                 webhook_queue_max: int = WEBHOOK_QUEUE_MAX, snapshots: str | None = None,
+                 snapshots_max_mb: float = 100.0, gpio: tuple[str, ...] = ()) -> list[Sink]:
+    """The action sinks the camera's options ask for, checked before the camera starts.
+
+    Raises:
+        ActionError: any bad option, with the fix.
+    """
+    sinks: list[Sink] = []
+    if webhook:
+        secret = read_secret(webhook_secret_file)
+        if secret is None:
+            log.warning("webhook %s: no secret ($%s or --webhook-secret-file), so changes are sent unsigned",
+                        webhook, SECRET_ENV)
+        sinks.append(WebhookSink(webhook, secret, Path(webhook_queue) if webhook_queue else None, webhook_queue_max,
+                                 model=model_name))
+    elif webhook_secret_file or webhook_queue:
+        raise ActionError("--webhook-secret-file and --webhook-queue go with --webhook URL; add it or drop them.")
+    if snapshots:
+        sinks.append(SnapshotSink(Path(snapshots), snapshots_max_mb))
+    if gpio:
+        sinks.append(GpioSink(parse_gpio(gpio, labels)))
+    return sinks
