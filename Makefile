@@ -27,7 +27,7 @@ install-runtime: $(RUNTIME_VENV)/.installed
 $(RUNTIME_VENV)/.installed: pyproject.toml
 	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) -e . pytest
+	$(RUNTIME_VENV)/bin/pip install $(PIP_FLAGS) -e ".[gpio]" pytest
 	touch $@
 
 # The legacy tflite-runtime 2.14 as the only backend (it needs numpy<2). Best effort: wheels exist only
@@ -37,7 +37,7 @@ install-tflite-runtime: $(TFLITE_VENV)/.installed
 $(TFLITE_VENV)/.installed: pyproject.toml
 	@( test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV) ) \
 	  && $(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) "tflite-runtime==2.14.0" "numpy<2" "opencv-python-headless<4.11" \
-	       click pyyaml flatbuffers pytest \
+	       click pyyaml flatbuffers pytest gpiozero \
 	  && $(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e . \
 	  && touch $@ \
 	  || (echo "note: could not install tflite-runtime into $(TFLITE_VENV); its test run will be skipped"; \
