@@ -14,7 +14,14 @@ our side. Then peak RSS of the edgeclf pipeline (cold + warm epoch, own process)
 one 4x larger: the growth shows whether memory follows the folder size. TensorFlow's import sets most
 of that peak, so the pipeline's own peak above the post-import RSS is printed too.
 
-Prints one JSON object on its last line. --quick: 600 and 2,400 images.
+Large JPEGs, cold cache: a folder of 24 MP phone-sized photos (the scikit-image photos upscaled to
+6000x4000, JPEG quality 90) decoded and resized to 224x224 as filling a cold cache does (a thread pool,
+one worker per core), each way in its own process: full decode then resize (what edgeclf did before)
+vs decode at a reduced JPEG scale then the same resize (`edgeclf.runtime.preprocess` now). Reported
+side by side: images/s, peak RSS above the post-import baseline, their ratios, and how far the two
+tensors differ (max and mean absolute difference, 0-255).
+
+Prints one JSON object on its last line. --quick: 600 and 2,400 images, 6 large JPEGs (30 without).
 """
 from __future__ import annotations
 
@@ -86,11 +93,79 @@ def peak_rss_mb(root: Path, cache_dir: Path) -> tuple[float, float]:
     return float(peak), float(pipeline)
 
 
+def make_large_jpegs(root: Path, count: int) -> Path:
+    """root/<i>.jpg: `count` 6000x4000 JPEGs (24 MP, quality 90), upscaled from the scikit-image photos."""
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    from _photos import PHOTOS
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        photo = getattr(data, PHOTOS[i % len(PHOTOS)])()
+        photo = np.repeat(photo[:, :, None], 3, axis=2) if photo.ndim == 2 else photo
+        if i // len(PHOTOS) % 2:
+            photo = photo[:, ::-1]
+        big = cv2.resize(np.ascontiguousarray(photo), (6000, 4000), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / f"{i:03d}.jpg"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return root
+
+
+def decode_folder(root: Path, mode: str) -> list:
+    """Every JPEG of root at SIZE x SIZE on a thread pool (one worker per core, as the cache fills):
+    "full" decodes every pixel then resizes, "reduced" is edgeclf's preprocess (reduced JPEG scale)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgeclf.runtime.preprocess import load_image, preprocess, resize
+
+    def one(path: Path):
+        return resize(load_image(path), SIZE) if mode == "full" else preprocess(path, SIZE)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(one, sorted(root.glob("*.jpg"))))
+
+
+def large_jpegs(root: Path) -> dict:
+    """Full vs reduced decoding of root's large JPEGs, each in a fresh process; and their tensor difference."""
+    import numpy as np
+
+    runs = {}
+    for mode in ("full", "reduced"):
+        proc = subprocess.run([sys.executable, __file__, "--large-child", mode, str(root)], capture_output=True,
+                              text=True, check=True)
+        runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    full = np.stack(decode_folder(root, "full")).astype(np.int16)
+    reduced = np.stack(decode_folder(root, "reduced")).astype(np.int16)
+    difference = np.abs(full - reduced)
+    return {
+        "large_jpeg_images": runs["full"]["images"], "large_jpeg_side": "6000x4000",
+        "large_jpeg_full_images_per_s": round(runs["full"]["images_per_s"], 2),
+        "large_jpeg_reduced_images_per_s": round(runs["reduced"]["images_per_s"], 2),
+        "large_jpeg_speedup": round(runs["reduced"]["images_per_s"] / runs["full"]["images_per_s"], 2),
+        "large_jpeg_full_peak_above_import_mb": round(runs["full"]["peak_mb"], 1),
+        "large_jpeg_reduced_peak_above_import_mb": round(runs["reduced"]["peak_mb"], 1),
+        "large_jpeg_memory_ratio": round(runs["reduced"]["peak_mb"] / runs["full"]["peak_mb"], 3),
+        "large_jpeg_tensor_max_abs_diff": int(difference.max()),
+        "large_jpeg_tensor_mean_abs_diff": round(float(difference.mean()), 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="600 and 2,400 images instead of 3,200 and 12,800.")
     parser.add_argument("--rss-child", nargs=2, metavar=("ROOT", "CACHE"), help=argparse.SUPPRESS)
+    parser.add_argument("--large-child", nargs=2, metavar=("MODE", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.large_child:
+        import edgeclf.runtime.preprocess  # noqa: F401 - imports outside the measured peak
+
+        before = _status_mb("VmRSS")
+        start = time.perf_counter()
+        count = len(decode_folder(Path(args.large_child[1]), args.large_child[0]))
+        seconds = time.perf_counter() - start
+        print(json.dumps({"images": count, "images_per_s": count / seconds, "peak_mb": _status_mb("VmHWM") - before}))
+        return 0
     if args.rss_child:
         from edgeclf.toolchain._tf import tf
 
@@ -115,6 +190,7 @@ def main() -> int:
         assert baseline_count == count, (baseline_count, count)
         rss_small, pipeline_small = peak_rss_mb(small, tmp / "cache-small")
         rss_large, pipeline_large = peak_rss_mb(large, tmp / "cache-large")
+        large_figures = large_jpegs(make_large_jpegs(tmp / "large_jpegs", 6 if args.quick else 30))
     figures = {
         "images": count, "images_4x": 4 * count, "size": SIZE, "batch": BATCH,
         "edgeclf_cold_images_per_s": round(cold, 1), "edgeclf_warm_images_per_s": round(warm, 1),
@@ -123,6 +199,7 @@ def main() -> int:
         "peak_rss_mb": round(rss_small, 1), "peak_rss_mb_4x": round(rss_large, 1),
         "rss_growth": round(rss_large / rss_small, 3),
         "pipeline_peak_above_import_mb": round(pipeline_small, 1), "pipeline_peak_above_import_mb_4x": round(pipeline_large, 1),
+        **large_figures,
         "targets": "warm_speedup >= 10, cold_speedup >= 1.5, rss_growth < 1.5",
     }
     print(json.dumps(figures))

@@ -7,6 +7,7 @@ its own baseline must stay under RSS_BOUND_MB. benchmarks/reliability.py fuzzes 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -252,6 +253,49 @@ def _tiff_with_two_widths(first: int, second: int) -> bytes:
     entries = [e if struct.unpack("<H", e[:2])[0] != 273 else struct.pack("<HHII", 273, 4, 1, strip_at) for e in entries]
     ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
     return bytes(data[:8]) + ifd + b"\x00" * 64
+
+
+# --- large JPEGs decoded at a reduced scale ----------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _photo_like(height: int, width: int) -> np.ndarray:
+    """Smooth gradients with texture: a stand-in photo (tests/runtime ships no photos)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(0)
+    texture = cv2.resize(rng.uniform(0, 255, (height // 16, width // 16, 3)).astype(np.float32), (width, height))
+    image = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=2) * 0.5 + texture * 0.5
+    return image.astype(np.uint8)
+
+
+@pytest.mark.parametrize("at_least, shape", [((32, 32), (200, 250)), ((224, 224), (400, 500)), ((100, 300), (400, 500)),
+                                             ((800, 800), (800, 1000)), ((801, 801), (1600, 2000)), (None, (1600, 2000))])
+def test_large_jpeg_decodes_at_the_largest_reduction_that_keeps_the_target(at_least, shape):
+    jpeg = _encoded(".jpg", _photo_like(1600, 2000))
+    assert decode_image(jpeg, at_least=at_least).shape[:2] == shape
+    assert decode_image(_encoded(".png", _photo_like(1600, 2000)), at_least=(32, 32)).shape[:2] == (1600, 2000)
+
+
+def test_reduced_decode_gives_nearly_the_tensor_of_a_full_decode(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_encoded(".jpg", _photo_like(1600, 2000), [cv2.IMWRITE_JPEG_QUALITY, 90]))
+    from edgeclf.runtime.preprocess import load_image, resize
+
+    full = resize(load_image(path), 96).astype(np.int16)
+    reduced = preprocess(path, 96).astype(np.int16)  # decoded at 1/8: 200 x 250
+    assert np.abs(full - reduced).mean() < 2.0
+    from edgeclf.runtime.folder import load
+
+    assert np.array_equal(load([(path, 0)], 96).images[0], preprocess(path, 96))  # eval and calibration: the same
+
+
+def test_reduced_decode_applies_exif_orientation():
+    wide = np.zeros((800, 1600, 3), np.uint8)
+    wide[:, :800] = 255  # left half white
+    jpeg = _encoded(".jpg", wide)
+    rotated = jpeg[:2] + exif_segment(6) + jpeg[2:]  # 6: rotate 90 degrees clockwise
+    image = decode_image(rotated, at_least=(64, 64))
+    assert image.shape[:2] == (200, 100)  # 1/8 of 1600 x 800, turned upright
+    assert image[:100].mean() > 200 and image[100:].mean() < 50  # the white half is now on top
 
 
 # --- every command, in a fresh process, with its peak RSS --------------------------------------------------------
