@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 ARM_CACHE = $${EDGECLF_ARM_CACHE:-$$HOME/.cache/edgeclf/arm}
 PIP_FLAGS = -q --disable-pip-version-check
 
-.PHONY: install install-runtime install-mediapipe install-chromium install-tflite-runtime demo test test-runtime \
+.PHONY: install install-runtime install-mediapipe install-chromium install-mosquitto install-tflite-runtime demo test test-runtime \
 	test-tflite-runtime test-arm bench clean
 
 install: $(VENV)/.installed
@@ -37,7 +37,7 @@ install-tflite-runtime: $(TFLITE_VENV)/.installed
 $(TFLITE_VENV)/.installed: pyproject.toml
 	@( test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV) ) \
 	  && $(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) "tflite-runtime==2.14.0" "numpy<2" "opencv-python-headless<4.11" \
-	       click pyyaml flatbuffers pytest gpiozero \
+	       click pyyaml flatbuffers paho-mqtt pytest gpiozero \
 	  && $(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e . \
 	  && touch $@ \
 	  || (echo "note: could not install tflite-runtime into $(TFLITE_VENV); its test run will be skipped"; \
@@ -60,12 +60,19 @@ install-chromium:
 	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1) \
 	  || echo "note: could not install chromium; the HTML rendering tests will be skipped"
 
+# A real MQTT broker (Debian's mosquitto) for the camera's MQTT and Home Assistant tests, which start it on a free
+# loopback port themselves (the package's own service is not needed). Best effort, like Chromium.
+install-mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto \
+	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto) >/dev/null 2>&1) \
+	  || echo "note: could not install mosquitto; the MQTT tests will be skipped"
+
 demo: install
 	$(BIN)/edgeclf build --prune 0.5 --int8
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
-test: install install-runtime install-mediapipe install-chromium install-tflite-runtime
+test: install install-runtime install-mediapipe install-chromium install-mosquitto install-tflite-runtime
 	@mkdir -p $(ARM_CACHE) && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime

@@ -713,6 +713,21 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
 @click.option("--loop", is_flag=True, help="Play a video file or image folder again from the start when it ends.")
 @click.option("--fps", type=float, default=None, show_default="a video's own rate; 10 for a folder",
               help="Frames per second for --realtime.")
+@click.option("--mqtt", default=None, metavar="URL", help="Publish the state, changes and stats to a broker: "
+              "mqtt://[USER@]HOST[:PORT]/PREFIX or mqtts://...; the password comes from $EDGECLF_MQTT_PASSWORD "
+              "or --mqtt-password-file, never the URL.")
+@click.option("--mqtt-ca", type=click.Path(dir_okay=False), default=None, help="CA file (PEM) for an mqtts:// broker.")
+@click.option("--mqtt-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File (chmod 600) holding the broker password.")
+@click.option("--mqtt-keepalive", type=int, default=30, show_default=True,
+              help="Seconds between keepalives; the broker announces `offline` 1.5x this after a lost camera.")
+@click.option("--mqtt-stats", type=float, default=10.0, show_default=True, help="Publish stats every this many seconds.")
+@click.option("--device", "device_name", default=None, show_default="this host's name",
+              help="The camera's id in MQTT topics and in Home Assistant.")
+@click.option("--ha-discovery", is_flag=False, flag_value="homeassistant", default=None, metavar="[PREFIX]",
+              help="Announce the camera to Home Assistant (MQTT device discovery; prefix homeassistant).")
+@click.option("--alert", "alerts", multiple=True, metavar="LABEL",
+              help="With --ha-discovery: a binary_sensor that is on while the state is LABEL (repeatable).")
 @reports_errors
 @click.pass_context
 def camera(ctx: click.Context, config_file: str | None, print_config: bool, serve_password_file: str | None,
@@ -722,7 +737,9 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
            record: str | None, serve: str | None, quiet: bool, confirm: int, hold: float | None,
            events_only: bool, max_pixels: int, webhook: str | None, webhook_secret_file: str | None,
            webhook_queue: str | None, snapshots: str | None, snapshots_max_mb: float, gpio: tuple[str, ...],
-           realtime: bool | None, loop: bool, fps: float | None) -> None:
+           realtime: bool | None, loop: bool, fps: float | None, mqtt: str | None, mqtt_ca: str | None,
+           mqtt_password_file: str | None, mqtt_keepalive: int, mqtt_stats: float, device_name: str | None,
+           ha_discovery: str | None, alerts: tuple[str, ...]) -> None:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end.
 
     A debounced state (--confirm / --hold) marks the frames where what the camera sees changes: those
@@ -758,6 +775,10 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         raise InputError(f"--record {record}: the recorder writes MP4; use a .mp4 path.")
     if display:
         _check_display()
+    from edgeclf.runtime import mqtt as mqtt_sinks
+
+    mqtt_config = mqtt_sinks.from_options(mqtt, mqtt_ca, mqtt_password_file, device_name, mqtt_keepalive, mqtt_stats,
+                                          ha_discovery, alerts)
     model = _load_model(model_path, threads)
     try:
         actions = action_sinks(model.labels, model.metadata.name if model.metadata else Path(model_path).stem,
@@ -765,6 +786,8 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
                                snapshots_max_mb=snapshots_max_mb, gpio=gpio)
     except ActionError as exc:
         raise InputError(str(exc)) from exc
+    if mqtt_config:
+        actions += mqtt_sinks.build_sinks(mqtt_config, model.labels, Path(model_path).name, every)
     try:
         # An image folder played uncropped is decoded as training decoded it (a large JPEG at a reduced scale).
         whole = options.roi is None and not options.center_crop

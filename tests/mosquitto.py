@@ -1,0 +1,152 @@
+"""A real Mosquitto broker on a free loopback port, and a paho subscriber that records what it receives.
+
+Used by tests/runtime/test_mqtt.py and benchmarks/actions.py. Skips (one line) where Debian's `mosquitto`
+or paho-mqtt is missing: `make install-mosquitto` installs the broker.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or (
+    "/usr/bin/mosquitto_passwd" if Path("/usr/bin/mosquitto_passwd").exists() else None)
+try:
+    import paho.mqtt.client as mqtt
+except ImportError:  # the skip below says what to install
+    mqtt = None
+
+MISSING = ("the Mosquitto broker is not installed: `make install-mosquitto` (Debian package mosquitto)"
+           if MOSQUITTO is None else "paho-mqtt is not installed: pip install paho-mqtt" if mqtt is None else None)
+needs_mosquitto = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """`mosquitto -c` with a temporary config: one loopback listener, anonymous or with a password file."""
+
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, port: int | None = None,
+                 persistence: bool = False) -> None:
+        self.folder, self.port = Path(folder), port or free_port()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # With persistence, a stop (SIGTERM) saves retained messages and persistent sessions for the next start.
+        # Run as root, mosquitto would switch to the user `mosquitto`, who cannot read the test's 0600 files.
+        lines = [f"listener {self.port} 127.0.0.1", f"user {pwd.getpwuid(os.getuid()).pw_name}",
+                 f"persistence {'true' if persistence else 'false'}", f"persistence_location {self.folder}/"]
+        if users:
+            passwords = self.folder / "passwords"
+            passwords.touch(mode=0o600)
+            for user, password in users.items():
+                subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwords), user, password], check=True,
+                               capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        self.config = self.folder / "mosquitto.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Broker":
+        self.log = open(self.folder / "mosquitto.log", "ab")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()[-500:]}")
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+        self.log.close()
+
+    def forget(self) -> None:
+        """Deletes what a persistent broker saved: the next start knows no retained message or session."""
+        (self.folder / "mosquitto.db").unlink(missing_ok=True)
+
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    received: float  # time.time() at receipt
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8", "replace")
+
+
+class Subscriber:
+    """A paho client subscribed to `topics` on the broker; `messages` grows as they arrive."""
+
+    def __init__(self, port: int, topics: list[str], username: str | None = None, password: str | None = None,
+                 clean_session: bool = True) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgeclf-test-{free_port()}",
+                                  clean_session=clean_session)
+        self.client.reconnect_delay_set(1, 2)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("the test subscriber could not subscribe within 10 s")
+
+    def _on_message(self, client: object, userdata: object, message: object) -> None:
+        with self._lock:
+            self.messages.append(Message(message.topic, bytes(message.payload), bool(message.retain), time.time()))
+
+    def on(self, topic: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def wait_for(self, condition, timeout: float = 15.0, what: str = "a message"):
+        """Polls `condition()` until it returns something truthy; fails the test after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; received "
+                             f"{[(m.topic, m.payload[:60], m.retain) for m in self.messages][-10:]}")
+
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
