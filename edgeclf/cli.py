@@ -768,6 +768,9 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         auth = WebAuth.for_serving(address[0], serve_open, serve_password_file) if address else None
         if serve_viewers < 1:
             raise ValueError(f"--serve-viewers must be >= 1; received {serve_viewers}. Use e.g. --serve-viewers 4.")
+        auth = WebAuth.for_serving(address[0], serve_open, serve_password_file) if address else None
+        if serve_viewers < 1:
+            raise ValueError(f"--serve-viewers must be >= 1; received {serve_viewers}. Use e.g. --serve-viewers 4.")
         size = parse_resolution(resolution) if resolution else None
     except (StreamOptionError, SourceError, ValueError) as exc:
         raise InputError(str(exc)) from exc
@@ -791,7 +794,8 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     try:
         # An image folder played uncropped is decoded as training decoded it (a large JPEG at a reduced scale).
         whole = options.roi is None and not options.center_crop
-        stream_source = open_source(source, size, max_pixels, model.input_size if whole else None)
+        stream_source = open_source(source, size, max_pixels, model.input_size if whole else None,
+                                    model_size=model.input_size, roi=options.roi, center_crop=options.center_crop)
         played = play_file(stream_source, wants_realtime(realtime, ctx.params), loop, fps)
     except SourceError as exc:
         raise InputError(str(exc)) from exc
@@ -809,6 +813,10 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     if systemd:
         stop_on_sigterm()
         outputs.append(systemd)
+    systemd = SystemdSink.from_environment()  # under a Type=notify unit: READY, WATCHDOG, STATUS, STOPPING
+    if systemd:
+        stop_on_sigterm()
+        outputs.append(systemd)
     stop_requests: list = []
     if display:
         outputs.append(WindowSink(lambda: stop_requests[0].set()))
@@ -821,6 +829,12 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     _print_stream_summary(summary, source)
     for item in getattr(stream_source, "skipped", []):  # an image folder's unreadable or over-budget files
         click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+
+
+def _camera_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from edgeclf.runtime.camera_config import load_into
+
+    return load_into(ctx, param, value)
 
 
 def _camera_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -849,6 +863,65 @@ def _check_display() -> None:
     if problem:
         raise InputError(f"--display needs OpenCV with GUI support (opencv-python, not opencv-python-headless) "
                          f"and a screen: {problem}. Use --serve 127.0.0.1:8080 to watch in a browser instead.")
+
+
+@cli.group(context_settings=CONTEXT)
+def service() -> None:
+    """Run `edgeclf camera --config FILE` as a systemd service: at boot, restarted after a crash or a stuck camera."""
+
+
+@service.command("install", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False),
+              help="The camera config (edgeclf camera --print-config writes one); it must name the model.")
+@click.option("--user", default=None, show_default="root", help="Run the camera as this user (in group video).")
+@click.option("--password-file", type=click.Path(dir_okay=False), default=None,
+              help="File (mode 0600) with the web view's password, handed to the service as a systemd credential.")
+@click.option("--watchdog-sec", type=int, default=30, help="systemd restarts the camera after this many seconds "
+              "without a classified frame.")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default="/etc/systemd/system",
+              help="Where the unit file goes; another folder than the default only writes it (for checks).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default="/var/lib/edgeclf/services",
+              help="Where install records what it wrote, so that uninstall removes exactly that.")
+@click.option("--no-start", is_flag=True, help="Write the unit without enabling and starting it.")
+@reports_errors
+def service_install(name: str, config_file: str, user: str | None, password_file: str | None, watchdog_sec: int,
+                    unit_dir: str, state_dir: str, no_start: bool) -> None:
+    """Write /etc/systemd/system/edgeclf-NAME.service (Type=notify, watchdog, restart on failure) and start it."""
+    from edgeclf.runtime.service import install
+
+    install(name, config_file, camera, user, Path(unit_dir), Path(state_dir), password_file, watchdog_sec,
+            not no_start, log=click.echo)
+
+
+@service.command("uninstall", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default="/etc/systemd/system", help="As for install.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default="/var/lib/edgeclf/services",
+              help="As for install.")
+@reports_errors
+def service_uninstall(name: str, unit_dir: str, state_dir: str) -> None:
+    """Stop and disable edgeclf-NAME.service and remove exactly what install wrote."""
+    from edgeclf.runtime.service import uninstall
+
+    uninstall(name, Path(unit_dir), Path(state_dir), log=click.echo)
+
+
+@service.command("status", context_settings=CONTEXT)
+@click.argument("name")
+@json_option
+@reports_errors
+def service_status(name: str, as_json: bool) -> None:
+    """What systemd says about edgeclf-NAME.service, and the last summary the camera printed."""
+    from edgeclf.runtime.service import status
+
+    result = status(name)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(result["systemctl"] or "systemctl is not available here")
+    summary = result["summary"]
+    click.echo(f"last summary: {json.dumps(summary)}" if summary else "last summary: none in the journal yet")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -64,8 +64,9 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 class SystemdSink(Sink):
     """READY / WATCHDOG / STATUS / STOPPING for systemd, from the classified frames.
 
-    `ping(status)` may also be called from elsewhere (thread-safe), for a camera that is alive but
-    classifies nothing on purpose (e.g. paused by a command): rate-limited like the frame pings.
+    While the loop is paused on purpose (MQTT's set topic: frames are read, the model is skipped, so no
+    result reaches a sink) a small thread pings instead, with STATUS=paused: a paused camera is not a
+    stuck one. `ping(status)` is thread-safe and rate-limited to half the watchdog interval.
     """
 
     name = "systemd"
@@ -76,6 +77,8 @@ class SystemdSink(Sink):
         self.pings = 0
         self._last_ping = self._last_status = float("-inf")
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._keepalive: threading.Thread | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> "SystemdSink | None":
@@ -85,6 +88,15 @@ class SystemdSink(Sink):
 
     def start(self) -> None:
         self.notifier.send("STATUS=waiting for the first frame")
+        if self.interval is not None and self.controls is not None:
+            self._keepalive = threading.Thread(target=self._while_paused, name="edgeclf-sdnotify", daemon=True)
+            self._keepalive.start()
+
+    def _while_paused(self) -> None:
+        paused = self.controls.paused  # type: ignore[union-attr]
+        while not self._closing.wait(self.interval / 2):
+            if paused.is_set():
+                self.ping("paused (classification stopped on request)")
 
     def handle(self, result: FrameResult) -> None:
         record, state = result.record, result.state
@@ -115,6 +127,9 @@ class SystemdSink(Sink):
         self.notifier.send("WATCHDOG=1", *([f"STATUS={status}"] if status else []))
 
     def close(self) -> None:
+        self._closing.set()
+        if self._keepalive is not None:
+            self._keepalive.join(timeout=5)
         self.notifier.send("STOPPING=1", "STATUS=stopping")
         self.notifier.close()
 

@@ -127,31 +127,161 @@ class FolderSource:
         self._next = 0
 
 
-class PicameraSource:
-    """The Raspberry Pi camera through picamera2, imported only when asked for."""
+@dataclass(frozen=True)
+class Captured:
+    """A frame a source delivers twice: `view` for the outputs (web view, recording) and `model` already at the
+    model's input size and region (scaled and cropped by the camera's ISP), which needs no crop or resize."""
 
-    def __init__(self, size: tuple[int, int] = (640, 480)) -> None:
+    view: np.ndarray
+    model: np.ndarray
+
+
+def lores_size(model_size: tuple[int, int], main: tuple[int, int]) -> tuple[int, int]:
+    """picamera2's lores (width, height) for a model input of (height, width): even sides (YUV420 halves them),
+    no larger than the main stream, as picamera2 requires."""
+    height, width = model_size
+    even = [min(side + side % 2, limit - limit % 2) for side, limit in ((width, main[0]), (height, main[1]))]
+    return even[0], even[1]
+
+
+def _isp_is_pisp() -> bool:
+    """True on the Pi 5's ISP (PiSP), whose lores stream may be RGB; the Pi 4's (VC4) gives YUV420 only."""
+    try:
+        from picamera2.platform import Platform, get_platform
+    except ImportError:
+        return False
+    return get_platform() == Platform.PISP
+
+
+class PicameraSource:
+    """The Raspberry Pi camera through picamera2, imported only when asked for.
+
+    With `model_size`, the ISP delivers the frames at the model's size: a `lores` stream at the model's
+    input (YUV420, converted here; RGB888 on a Pi 5), with `roi` or `center_crop` applied by the ISP as its
+    ScalerCrop (to both streams), and the `main` stream for the outputs that show frames (read only while
+    `keep_main` is true; the loop sets it from its sinks). No CPU resize is left for the model.
+
+    Args:
+        size: (width, height) of the main stream.
+        model_size: (height, width) of the model input, or None for main only (the CPU resizes).
+        roi: x, y, w, h in main-stream pixels.
+    """
+
+    def __init__(self, size: tuple[int, int] = (640, 480), model_size: tuple[int, int] | None = None,
+                 roi: tuple[int, int, int, int] | None = None, center_crop: bool = False) -> None:
         self.resolution = size
         try:
             from picamera2 import Picamera2
         except ImportError as exc:
             raise SourceError(f"--source picamera: {PICAMERA_HINT}.") from exc
+        if roi is not None and (roi[0] + roi[2] > size[0] or roi[1] + roi[3] > size[1]):
+            raise SourceError(f"--roi {','.join(map(str, roi))} lies outside the {size[0]}x{size[1]} frame of the Pi "
+                              "camera. Choose a region inside it (or a larger --resolution).")
         self.name, self.live = "picamera", True
+        self.keep_main = True
+        self.lores = lores_size(model_size, size) if model_size else None
+        self.lores_format = ("RGB888" if _isp_is_pisp() else "YUV420") if self.lores else None
         self._camera = Picamera2()
-        self._camera.configure(self._camera.create_video_configuration(main={"format": "RGB888", "size": size}))
+        streams: dict[str, Any] = {"main": {"format": "RGB888", "size": size}}
+        if self.lores:
+            streams["lores"] = {"format": self.lores_format, "size": self.lores}
+        self._camera.configure(self._camera.create_video_configuration(**streams))
         self._camera.start()
+        self.scaler_crop = None
+        region = roi if roi is not None else _centred_square(size) if center_crop else None
+        if self.lores and region is not None:
+            self.scaler_crop = _sensor_rectangle(region, size, self._camera.capture_metadata()["ScalerCrop"])
+            self._camera.set_controls({"ScalerCrop": self.scaler_crop})
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> np.ndarray | Captured | None:
         # picamera2's "RGB888" is stored B, G, R in memory (its naming follows DRM fourcc), so swap.
-        return cv2.cvtColor(self._camera.capture_array("main"), cv2.COLOR_BGR2RGB)
+        if self.lores is None:
+            return cv2.cvtColor(self._camera.capture_array("main"), cv2.COLOR_BGR2RGB)
+        if self.keep_main:
+            (main, lores), _ = self._camera.capture_arrays(["main", "lores"])
+            small = self._lores_rgb(lores)
+            return Captured(cv2.cvtColor(main, cv2.COLOR_BGR2RGB), small)
+        small = self._lores_rgb(self._camera.capture_array("lores"))
+        return Captured(small, small)
+
+    def _lores_rgb(self, array: np.ndarray) -> np.ndarray:
+        """The lores array as RGB at the lores size: YUV420 comes as (h * 3/2, stride) rows, padding included."""
+        width, height = self.lores
+        if self.lores_format == "YUV420":
+            return np.ascontiguousarray(cv2.cvtColor(array, cv2.COLOR_YUV2RGB_I420)[:height, :width])
+        return np.ascontiguousarray(cv2.cvtColor(array[:, :, :3], cv2.COLOR_BGR2RGB)[:height, :width])
 
     def close(self) -> None:
         self._camera.stop()
         self._camera.close()
 
 
+def _centred_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    side = min(size)
+    return (size[0] - side) // 2, (size[1] - side) // 2, side, side
+
+
+def _sensor_rectangle(region: tuple[int, int, int, int], main: tuple[int, int],
+                      shown: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """`region` (x, y, w, h in main-stream pixels) as a ScalerCrop rectangle in sensor pixels, given the
+    ScalerCrop the main stream shows now (picamera2 reports it in each frame's metadata)."""
+    x0, y0, width, height = shown
+    sx, sy = width / main[0], height / main[1]
+    x, y, w, h = region
+    return int(x0 + x * sx), int(y0 + y * sy), max(1, round(w * sx)), max(1, round(h * sy))
+
+
+def smallest_mode(modes: list[tuple[int, int]], model_size: tuple[int, int]) -> tuple[int, int] | None:
+    """The smallest (width, height) of `modes` that covers a model input of (height, width) in both sides; the
+    largest mode when none covers it; None without modes."""
+    if not modes:
+        return None
+    height, width = model_size
+    covering = [m for m in modes if m[0] >= width and m[1] >= height]
+    return min(covering, key=lambda m: (m[0] * m[1], m)) if covering else max(modes, key=lambda m: (m[0] * m[1], m))
+
+
+_VIDIOC_ENUM_FMT = 0xC0405602  # _IOWR('V', 2, struct v4l2_fmtdesc), 64 bytes
+_VIDIOC_ENUM_FRAMESIZES = 0xC02C564A  # _IOWR('V', 74, struct v4l2_frmsizeenum), 44 bytes
+_V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
+_V4L2_FRMSIZE_TYPE_DISCRETE = 1
+
+
+def v4l2_modes(index: int) -> list[tuple[int, int]]:
+    """The discrete frame sizes /dev/video<index> offers in any of its capture formats (V4L2's ENUM_FMT and
+    ENUM_FRAMESIZES ioctls); [] where they cannot be asked (not Linux, no such device, a stepwise device)."""
+    import fcntl
+    import struct
+
+    sizes: set[tuple[int, int]] = set()
+    try:
+        with open(f"/dev/video{index}", "rb", buffering=0) as device:
+            for format_index in range(64):
+                fmtdesc = bytearray(struct.pack("3I32sI4I", format_index, _V4L2_BUF_TYPE_VIDEO_CAPTURE, 0, b"", 0,
+                                                0, 0, 0, 0))
+                try:
+                    fcntl.ioctl(device, _VIDIOC_ENUM_FMT, fmtdesc)
+                except OSError:
+                    break
+                pixel_format = struct.unpack_from("I", fmtdesc, 44)[0]
+                for size_index in range(256):
+                    frmsize = bytearray(struct.pack("3I6I2I", size_index, pixel_format, 0, *([0] * 8)))
+                    try:
+                        fcntl.ioctl(device, _VIDIOC_ENUM_FRAMESIZES, frmsize)
+                    except OSError:
+                        break
+                    kind, width, height = struct.unpack_from("3I", frmsize, 8)
+                    if kind != _V4L2_FRMSIZE_TYPE_DISCRETE:
+                        break
+                    sizes.add((width, height))
+    except OSError:
+        return []
+    return sorted(sizes)
+
+
 def open_source(spec: str, resolution: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                at_least: tuple[int, int] | None = None) -> Source:
+                at_least: tuple[int, int] | None = None, model_size: tuple[int, int] | None = None,
+                roi: tuple[int, int, int, int] | None = None, center_crop: bool = False) -> Source:
     """`0`/`1` (webcam index), `picamera`, a video file, a URL, or a folder of images.
 
     Args:
@@ -159,12 +289,17 @@ def open_source(spec: str, resolution: tuple[int, int] | None = None, max_pixels
             the model's input size saves decoding and resizing every frame, which is what bounds
             a small model's frame rate.
         max_pixels: the pixel budget of one image or video frame, checked from the header before decoding.
-        at_least: for a folder, the size frames are resized to when nothing is cropped (see FolderSource).
+        at_least: for a folder, the size frames are resized to when nothing is cropped (see FolderSource);
+            for a webcam without `resolution`, the size its smallest covering mode is chosen for.
+        model_size, roi, center_crop: for the Pi camera, the model input (height, width) its lores stream
+            delivers, and the region its ISP crops (see PicameraSource).
     """
     if spec.isdigit():
+        if resolution is None and at_least is not None:  # the webcam's smallest mode that covers the model input
+            resolution = smallest_mode(v4l2_modes(int(spec)), at_least)
         return OpenCVSource(int(spec), resolution)
     if spec == "picamera":
-        return PicameraSource(resolution or (640, 480))
+        return PicameraSource(resolution or (640, 480), model_size, roi, center_crop)
     if resolution is not None:
         raise SourceError(f"--resolution sets what a webcam or the Pi camera captures; --source {spec} plays at "
                           "its own size. Drop --resolution (use --roi to classify part of the frame).")
@@ -273,9 +408,11 @@ class FrameGrabber:
         every: prepare only every Nth frame (the others are skipped by the consumer).
     """
 
-    def __init__(self, source: Source, prepare: Callable[[np.ndarray], Any] | None = None, every: int = 1) -> None:
+    def __init__(self, source: Source, prepare: Callable[[np.ndarray], Any] | None = None, every: int = 1,
+                 prepare_small: Callable[[np.ndarray], Any] | None = None) -> None:
         self.source = source
         self._prepare, self._every = prepare, every
+        self._prepare_small = prepare_small or prepare  # for a `Captured` frame's model-sized, cropped image
         self.read = self.dropped = self.read_errors = 0
         self.error: str | None = None
         self._frame: Frame | None = None
@@ -314,11 +451,14 @@ class FrameGrabber:
                 capture_ms = (time.perf_counter() - t0) * 1000.0
                 if image is None:
                     break
+                small = None
+                if isinstance(image, Captured):
+                    image, small = image.view, image.model
                 frame = Frame(self.read, image, time.time(), capture_ms)
                 if self._prepare is not None and frame.index % self._every == 0:
                     t0 = time.perf_counter()
                     try:
-                        frame.tensor = self._prepare(image)
+                        frame.tensor = self._prepare(image) if small is None else self._prepare_small(small)
                     except Exception as exc:  # noqa: BLE001 - handed to the consumer, which decides
                         frame.error = exc
                     frame.preprocess_ms = (time.perf_counter() - t0) * 1000.0

@@ -144,7 +144,10 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
     summary = StreamSummary(source.name)
     sinks = sinks if sinks is not None else Sinks([])
     wants_frames = sinks.wants_frames
-    grabber = FrameGrabber(source, lambda image: model.prepare(crop(image, options)), options.every)
+    if hasattr(source, "keep_main"):  # a camera that also delivers model-sized frames: the full ones only if shown
+        source.keep_main = wants_frames
+    # A frame the camera already scaled and cropped for the model (picamera's lores) skips crop and resize.
+    grabber = FrameGrabber(source, lambda image: model.prepare(crop(image, options)), options.every, model.prepare)
     history: deque[np.ndarray] = deque(maxlen=options.smooth)
     debouncer = Debouncer(options.confirm, options.hold)
     from_file = not getattr(source, "live", True)

@@ -193,12 +193,12 @@ def fake_picamera2(monkeypatch):
         def __init__(self):
             self.frames = 0
 
-        def create_video_configuration(self, main):
+        def create_video_configuration(self, main, lores=None):
             assert main["format"] == "RGB888"
-            return {"main": main}
+            return {"main": main, "lores": lores}
 
         def configure(self, config):
-            self.size = config["main"]["size"]
+            self.size, self.lores = config["main"]["size"], config["lores"]
             Picamera2.configured.append(tuple(self.size))
 
         def start(self):
@@ -206,6 +206,9 @@ def fake_picamera2(monkeypatch):
 
         def capture_array(self, stream):
             self.frames += 1
+            if stream == "lores":  # YUV420 at the model's size (see tests/runtime/standins for a fuller stand-in)
+                width, height = self.lores["size"]
+                return cv2.cvtColor(np.full((height, width, 3), (0, 0, 255), np.uint8), cv2.COLOR_RGB2YUV_I420)
             frame = np.zeros((self.size[1], self.size[0], 3), np.uint8)
             frame[..., 0] = 255  # blue in picamera2's B, G, R memory order
             return frame

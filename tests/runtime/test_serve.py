@@ -138,3 +138,109 @@ def test_chromium_shows_the_frame_and_labels(live_server, tmp_path):
     # The stream's orange square (BGR 40, 200, 255) is on screen: the frame rendered, not just the page.
     orange = np.all(np.abs(image.astype(int) - (40, 200, 255)) < 40, axis=2)
     assert orange.sum() > 500
+
+
+# --- safe on a network (issue 30): password, viewer limit, bounded connections, no encoding unwatched ----------
+
+@pytest.fixture()
+def guarded_server(tiny_int8):
+    from edgeclf.runtime.webauth import WebAuth
+
+    server = LiveServer("127.0.0.1", 0, auth=WebAuth("correct horse"), viewers=2, max_connections=6,
+                        request_timeout=1.0)
+    done = threading.Event()
+    thread = threading.Thread(target=run_stream, daemon=True, kwargs=dict(
+        model=Model(tiny_int8), source=LiveTestCard(), options=StreamOptions(), sinks=Sinks([ServeSink(server)]),
+        stop=done.is_set))
+    thread.start()
+    deadline = time.time() + 10
+    while server.status()["frames"] < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    yield server
+    done.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def _authorized_get(server, path, password="correct horse"):
+    import base64
+
+    connection = http.client.HTTPConnection(*server.address, timeout=10)
+    token = base64.b64encode(f"viewer:{password}".encode()).decode()
+    connection.request("GET", path, headers={"Authorization": f"Basic {token}"} if password else {})
+    return connection, connection.getresponse()
+
+
+def test_wrong_or_missing_password_gets_401_and_no_frame(guarded_server):
+    for path in ("/", "/status.json", "/stream.mjpg", "/nothing"):
+        for password in (None, "wrong horse", "correct hors", ""):
+            connection, response = _authorized_get(guarded_server, path, password)
+            body = response.read()
+            assert response.status == 401 and response.getheader("WWW-Authenticate").startswith("Basic realm=")
+            assert b"\xff\xd8" not in body and b"top_k" not in body and b"edgeclf-frame" not in body
+            connection.close()
+    assert guarded_server.unauthorized == 16 and guarded_server.encoded == 0
+
+
+def test_right_password_sees_the_stream(guarded_server):
+    _, page = _authorized_get(guarded_server, "/")
+    assert page.status == 200 and b"/stream.mjpg" in page.read()
+    connection, stream = _authorized_get(guarded_server, "/stream.mjpg")
+    assert stream.status == 200 and stream.readline().strip() == b"--edgeclf-frame"
+    connection.close()
+
+
+def test_no_jpeg_is_encoded_while_nobody_watches(guarded_server):
+    frames = guarded_server.status()["frames"]
+    assert frames >= 3 and guarded_server.encoded == 0  # classified and published, never encoded
+    connection, stream = _authorized_get(guarded_server, "/stream.mjpg")
+    assert stream.readline().strip() == b"--edgeclf-frame"
+    assert guarded_server.encoded >= 1
+    connection.close()
+
+
+def test_viewer_over_the_limit_gets_503(guarded_server):
+    viewers = [_authorized_get(guarded_server, "/stream.mjpg") for _ in range(2)]
+    for _, stream in viewers:
+        assert stream.status == 200 and stream.readline().strip() == b"--edgeclf-frame"
+    connection, third = _authorized_get(guarded_server, "/stream.mjpg")
+    assert third.status == 503 and b"\xff\xd8" not in third.read()
+    connection.close()
+    for connection, stream in viewers:
+        stream.close()  # the response holds the socket open too
+        connection.close()
+    deadline = time.time() + 10  # a place is free again once a viewer left
+    while guarded_server.viewers and time.time() < deadline:
+        time.sleep(0.05)
+    connection, again = _authorized_get(guarded_server, "/stream.mjpg")
+    assert again.status == 200
+    connection.close()
+
+
+def test_hundreds_of_idle_sockets_cannot_exhaust_the_server(guarded_server):
+    import socket
+
+    before = threading.active_count()
+    idle = []
+    for _ in range(200):  # a bounded loop of connections that never send a request
+        sock = socket.socket()
+        sock.setblocking(False)  # the kernel's listen queue is full at times: do not wait for it
+        sock.connect_ex(guarded_server.address)
+        idle.append(sock)
+    time.sleep(0.5)
+    assert threading.active_count() - before <= 6  # at most max_connections handler threads
+    # The server closed most of them at once, and times out the ones it took; then it serves again.
+    deadline = time.time() + 15
+    status = None
+    while time.time() < deadline:
+        try:
+            connection, response = _authorized_get(guarded_server, "/status.json")
+            status = response.status
+            connection.close()
+            break
+        except (ConnectionError, http.client.HTTPException, OSError):
+            time.sleep(0.2)
+    assert status == 200
+    assert guarded_server.refused > 0  # closed on accept (the rest wait in the kernel's bounded listen queue)
+    for sock in idle:
+        sock.close()
