@@ -9,7 +9,8 @@ BIN = $(VENV)/bin
 ARM_CACHE = $${EDGECLF_ARM_CACHE:-$$HOME/.cache/edgeclf/arm}
 PIP_FLAGS = -q --disable-pip-version-check
 
-.PHONY: install install-runtime install-mediapipe install-chromium install-mosquitto install-tflite-runtime demo test test-runtime \
+.PHONY: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime \
+	demo test test-runtime \
 	test-tflite-runtime test-arm bench clean
 
 install: $(VENV)/.installed
@@ -55,6 +56,13 @@ $(MEDIAPIPE_VENV)/.installed:
 	      rm -rf $(MEDIAPIPE_VENV))
 
 # Headless Chromium (Debian's package) checks that the HTML reports render. Best effort, like MediaPipe.
+# systemd-analyze (Debian's systemd package) verifies the units `edgeclf service install` writes. Best effort: only
+# the tool is needed, not a running systemd; without it those tests are skipped with a note.
+install-systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 \
+	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null 2>&1) \
+	  || echo "note: could not install systemd (systemd-analyze); the unit verification tests will be skipped"
+
 install-chromium:
 	@command -v chromium >/dev/null 2>&1 \
 	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1) \
@@ -72,7 +80,7 @@ demo: install
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
-test: install install-runtime install-mediapipe install-chromium install-mosquitto install-tflite-runtime
+test: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime
 	@mkdir -p $(ARM_CACHE) && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-runtime
