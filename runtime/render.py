@@ -232,12 +232,14 @@ def scatter_svg(title: str, points: Sequence[dict], x_label: str, y_label: str, 
     return "".join(parts)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], wrap: bool = False) -> str:
     """An HTML table in a box that scrolls sideways on a narrow screen; cells are escaped, floats shown to 4
-    significant digits (pass a formatted string where a value is a percentage)."""
+    significant digits (pass a formatted string where a value is a percentage). `wrap` lets long names (file
+    paths, tensor names) break anywhere so that the table fits a phone."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return scroll(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    css = ' class="wrap"' if wrap else ""
+    return scroll(f"<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _cell(value: object) -> str:
@@ -255,7 +257,8 @@ _STYLE = """body{font-family:system-ui,sans-serif;margin:16px;color:#222;max-wid
 h1{font-size:1.5em;overflow-wrap:anywhere}h2{border-bottom:1px solid #ddd;padding-bottom:2px;margin-top:1.6em}
 .scroll{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0 16px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}td code{overflow-wrap:anywhere}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+table.wrap td{overflow-wrap:anywhere;text-align:left}
 figure{display:inline-block;margin:6px;text-align:center;max-width:100%}img{max-width:100%;height:auto}
 figcaption{font-size:12px;color:#555;max-width:220px;word-wrap:break-word}
 svg.chart{max-width:100%;height:auto;display:block;margin:8px 0}.thumb img,.samples img{image-rendering:pixelated}
@@ -300,16 +303,22 @@ def page(title: str, sections: Sequence[tuple[str, str]], toc: bool = False) -> 
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{links}{body}{_SCRIPT}</body></html>")
 
 
+def percent(value: float | None) -> str:
+    """A fraction as the percentage a person reads (0.9861 -> 98.61%)."""
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def per_class_table(per_class: dict) -> str:
     return table(["class", "support", "precision", "recall", "F1"],
-                 [[label, s["support"], s["precision"], s["recall"], s["f1"]] for label, s in per_class.items()])
+                 [[label, s["support"], percent(s["precision"]), percent(s["recall"]), percent(s["f1"])]
+                  for label, s in per_class.items()])
 
 
 def eval_page(result: dict, confusion: bytes, thumbnails: dict[str, bytes]) -> str:
     """The `eval --html` page: summary, per-class table, confusion matrix, misclassified images."""
     summary = table(["model", "data", "images", "top-1", "top-5", "skipped"],
-                    [[result["model"], result["data"], result["images"], result["accuracy"], result["top5"],
-                      len(result["skipped"])]])
+                    [[result["model"], result["data"], result["images"], percent(result["accuracy"]),
+                      percent(result["top5"]), len(result["skipped"])]])
     wrong = "".join(figure(thumbnails[m["path"]], f"{m['label']} → {m['predicted']} ({m['score']:.2f})", "thumb")
                     for m in result["misclassified"][:200] if m["path"] in thumbnails)
     return page(f"edgeclf eval: {result['model']}", [
@@ -322,8 +331,8 @@ def compare_page(result: dict, confusions: list[bytes], thumbnails: dict[str, by
     """The `compare --html` page: models side by side, flips as thumbnails, latency and size charts."""
     models = result["models"]
     summary = table(["model", "KiB", "top-1", "diff (pts)", "agreement", "mean KL", "mean cosine", "median ms"],
-                    [[m["model"], m["bytes"] / 1024, m["accuracy"], m["difference_pts"], m["agreement"], m["mean_kl"],
-                      m["mean_cosine"], m["median_ms"]] for m in models])
+                    [[m["model"], m["bytes"] / 1024, percent(m["accuracy"]), m["difference_pts"], percent(m["agreement"]),
+                      m["mean_kl"], m["mean_cosine"], m["median_ms"]] for m in models])
     labels = list(models[0]["per_class_recall_diff_pts"])
     per_class = table(["class", *[f"recall diff (pts) {m['model'][-30:]}" for m in models[1:]]],
                       [[label, *[m["per_class_recall_diff_pts"][label] for m in models[1:]]] for label in labels])

@@ -77,7 +77,9 @@ def _finished_row(folder: Path) -> dict:
         config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (folder / "config.yaml").is_file() else {}
         artifacts = report["artifacts"]
         sparsity = report.get("sparsity") or {}
-        pruned = any(layer.get("pruned") for layer in (sparsity.get("layers") or {}).values())
+        # layers are marked prunable in every build; only a build given --prune (or its dense reference) pruned
+        target = ((config or report.get("config") or {}).get("prune") or {}).get("sparsity") or 0
+        pruned = bool(report.get("dense_reference")) or target > 0
         gate = report.get("gate") or {}
         failed = folder.name.endswith("-failed") or gate.get("passed") is False
         row.update({
@@ -236,8 +238,8 @@ def html_page(rows: list[dict], page_path: Path, title: str) -> str:
     else:
         chart = render.not_run("no finished run to chart")
     legend = "<ul>" + "".join(f"<li><b>{s}</b>: {html.escape(d)}</li>" for s, d in STATUSES.items()) + "</ul>"
-    return render.page(title, [("Runs", f"<p>{len(rows)} run(s), newest first; top-1, size and latency per variant "
-                                        "in the order of the variants column.</p>" + table),
+    return render.page(title, [("Runs", f"<p>{len(rows)} run(s); top-1, size and latency per variant in the order of "
+                                        "the variants column; each run links to its report.html.</p>" + table),
                                ("Accuracy against latency", chart), ("Status", legend)])
 
 

@@ -530,7 +530,9 @@ def run_report(config: BuildConfig, ctx: BuildContext) -> dict:
     (ctx.run_dir / "report.md").write_text(report_module.markdown(report), encoding="utf-8")
     val = data.splits.val
     flipped = {f["path"] for a in report["artifacts"].values() for f in a["flips_vs_float32"][:200]}
-    page = report_module.html_page(report, evaluated.confusion_pngs, thumbnails(val.images, val.paths, flipped))
+    page = report_module.html_page(report, evaluated.confusion_pngs, thumbnails(val.images, val.paths, flipped),
+                                   report_module.class_samples(val.images, val.labels, splits.classes),
+                                   json.loads((ctx.run_dir / "env.json").read_text(encoding="utf-8")))
     (ctx.run_dir / "report.html").write_text(page, encoding="utf-8")
     return report
 

@@ -47,6 +47,24 @@ def tiny_report(tiny_run) -> dict:
     return json.loads((tiny_run / "report.json").read_text())
 
 
+@pytest.fixture(scope="session")
+def choice_run(tmp_path_factory) -> tuple[Path, Path, object]:
+    """A small --latency-budget build on a crafted device.json (tests/toolchain/test_model_choice.py), shared by the
+    model-choice and report.html tests: (runs/latest, device.json, the CLI result)."""
+    from click.testing import CliRunner
+
+    from edgeclf.cli import cli
+    from tests.toolchain.test_model_choice import _device_json
+
+    folder = tmp_path_factory.mktemp("choice")
+    device = _device_json(folder / "device.json")
+    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--latency-budget", "5", "--device", str(device),
+                                      "--candidate-models", "tiny,cnn", "--candidate-sizes", "16",
+                                      "--candidate-sizes", "24", "--finalists", "2", "--epochs", "2",
+                                      "--trial-epochs", "1", "--out", str(folder / "runs"), "--json"])
+    return folder / "runs" / "latest", device, result
+
+
 @pytest.fixture()
 def offline(monkeypatch):
     """Downloads fail at once, as on a machine without a network, even where one exists."""

@@ -138,7 +138,7 @@ def test_report_html_and_confusion_pngs(tiny_run, tiny_report):
     if CHROMIUM is None:
         pytest.skip("headless Chromium is not installed: `make install-chromium`")
     shown = rendered(page)
-    assert shown["loaded"] == shown["img_tags"] >= 2 and shown["charts"] == 2
+    assert shown["loaded"] == shown["img_tags"] >= 2 and shown["charts"] >= 2  # tests/toolchain/test_report_html.py: all
 
 
 def test_qat_keeps_the_pruned_zeros_and_is_full_integer(tiny_run, tiny_report):

@@ -135,14 +135,9 @@ def _device_json(path: Path, grid: str | None = None, variants=("int8", "float32
     return path
 
 
-def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_table(tmp_path):
-    device = _device_json(tmp_path / "device.json")
-    result = CliRunner().invoke(cli, ["build", "--data", "digits", "--latency-budget", "5", "--device", str(device),
-                                      "--candidate-models", "tiny,cnn", "--candidate-sizes", "16",
-                                      "--candidate-sizes", "24", "--finalists", "2", "--epochs", "2",
-                                      "--trial-epochs", "1", "--out", str(tmp_path / "runs"), "--json"])
+def test_crafted_device_json_selects_among_fitting_candidates_and_reports_the_table(choice_run):
+    run, device, result = choice_run  # the build (conftest.py) is shared with tests/toolchain/test_report_html.py
     assert result.exit_code == 0, result.output
-    run = tmp_path / "runs" / "latest"
     report = json.loads((run / "report.json").read_text())
     choice = report["model_choice"]
     table = {row["candidate"]: row for row in choice["candidates"]}
