@@ -172,7 +172,7 @@ fi
 for f in present possible online; do echo 0-3 > "$cache/sys-cpu/$f"; done
 # The x86 scores, rewritten when the code or models they come from change.
 reference=$cache/reference-$(cd "$repo" && git ls-files -z -co --exclude-standard runtime toolchain tests/arm \
-  tests/fixtures/digits_tiny benchmarks/_photos.py | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  tests/fixtures/digits_tiny tests/fixtures/cross_arch benchmarks/_photos.py | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
 if [ ! -e "$reference/reference-ai_edge_litert.json" ]; then
   echo "test-arm: x86 reference scores (float32 and int8 models on 120 real photos)"
   rm -rf "$cache"/reference-*
