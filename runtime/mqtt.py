@@ -404,6 +404,9 @@ class MqttBridge:
             first = self.figures["connects"] == 1
         if self._said_unreachable or not first:
             log.warning("mqtt: connected to %s again; publishing %s", config.address, config.base)
+        else:
+            log.warning("mqtt: connected to %s; publishing %s/%s", config.address, config.base,
+                        f" and Home Assistant discovery on {config.ha_prefix}/" if config.ha_prefix else "")
         self._said_unreachable = False
         self.connected.set()
         with self._wake:

@@ -25,6 +25,7 @@ try:
 except ImportError:  # the skip below says what to install
     mqtt = None
 
+OPENSSL = shutil.which("openssl")
 MISSING = ("the Mosquitto broker is not installed: `make install-mosquitto` (Debian package mosquitto)"
            if MOSQUITTO is None else "paho-mqtt is not installed: pip install paho-mqtt" if mqtt is None else None)
 needs_mosquitto = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -40,13 +41,16 @@ class Broker:
     """`mosquitto -c` with a temporary config: one loopback listener, anonymous or with a password file."""
 
     def __init__(self, folder: Path, users: dict[str, str] | None = None, port: int | None = None,
-                 persistence: bool = False) -> None:
+                 persistence: bool = False, tls: bool = False) -> None:
         self.folder, self.port = Path(folder), port or free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
         # With persistence, a stop (SIGTERM) saves retained messages and persistent sessions for the next start.
         # Run as root, mosquitto would switch to the user `mosquitto`, who cannot read the test's 0600 files.
         lines = [f"listener {self.port} 127.0.0.1", f"user {pwd.getpwuid(os.getuid()).pw_name}",
                  f"persistence {'true' if persistence else 'false'}", f"persistence_location {self.folder}/"]
+        if tls:  # a certificate for 127.0.0.1 signed by a CA made here: clients verify it with ca.pem
+            self.ca = make_certificates(self.folder)
+            lines += [f"cafile {self.ca}", f"certfile {self.folder / 'server.pem'}", f"keyfile {self.folder / 'server.key'}"]
         if users:
             passwords = self.folder / "passwords"
             passwords.touch(mode=0o600)
@@ -92,6 +96,22 @@ class Broker:
         self.stop()
 
 
+def make_certificates(folder: Path) -> Path:
+    """A test CA (ca.pem) and a server certificate for IP 127.0.0.1 signed by it, with openssl; returns ca.pem."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=edgeclf test CA", "-days", "2", "-out", "ca.pem",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key")
+    openssl("req", "-new", "-key", "server.key", "-subj", "/CN=127.0.0.1", "-out", "server.csr")
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "server.ext", "-out", "server.pem")
+    return folder / "ca.pem"
+
+
 @dataclass
 class Message:
     topic: str
@@ -108,7 +128,7 @@ class Subscriber:
     """A paho client subscribed to `topics` on the broker; `messages` grows as they arrive."""
 
     def __init__(self, port: int, topics: list[str], username: str | None = None, password: str | None = None,
-                 clean_session: bool = True) -> None:
+                 clean_session: bool = True, ca: Path | None = None) -> None:
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -117,6 +137,8 @@ class Subscriber:
         self.client.reconnect_delay_set(1, 2)
         if username:
             self.client.username_pw_set(username, password)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
         self.client.on_subscribe = lambda *args: self._subscribed.set()

@@ -25,7 +25,7 @@ from edgeclf.runtime import mqtt
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import CallbackSink, Sinks
 from edgeclf.runtime.stream import StreamOptions, run_stream
-from tests.mosquitto import Broker, Subscriber, free_port, needs_mosquitto
+from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto
 
 
 class Scene:
@@ -328,6 +328,26 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
     assert len(lines) == 2, lines  # one line each, not one per retry
     assert "refused the connection" in lines[0] and "classification goes on" in lines[1]
+
+
+@needs_mosquitto
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed (it makes the test's certificates)")
+def test_mqtts_with_a_ca_file(model, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="edgeclf.runtime.mqtt")
+    with Broker(tmp_path / "broker", tls=True) as broker:
+        watcher = Subscriber(broker.port, ["test/#"], ca=broker.ca)
+        config = mqtt.from_options(f"mqtts://127.0.0.1:{broker.port}/test", ca=str(broker.ca), device="tls", environ={})
+        camera = Camera(model, config, value=0)
+        watcher.wait_for(lambda: watcher.on("test/tls/state"), what="the state over TLS")
+        camera.stop()
+        # Without the CA, the broker's certificate cannot be verified: one line, and the camera goes on.
+        untrusted = Camera(model, mqtt.from_options(f"mqtts://127.0.0.1:{broker.port}/test", device="tls2", environ={}))
+        untrusted.show(0, 1)
+        summary = untrusted.stop()
+        watcher.close()
+    assert summary.classified > 0 and summary.sinks["mqtt"]["connects"] == 0
+    lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+    assert len(lines) == 1 and "mqtts://127.0.0.1" in lines[0]
 
 
 # --- the last will: a real `edgeclf camera` process killed with SIGKILL -------------------------------
