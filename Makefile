@@ -11,7 +11,7 @@ PIP_FLAGS = -q --disable-pip-version-check
 
 .PHONY: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime \
 	demo test test-runtime \
-	test-tflite-runtime test-arm bench clean
+	test-tflite-runtime test-arm bench docs clean
 
 install: $(VENV)/.installed
 
@@ -105,6 +105,11 @@ test-arm: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# The guides under docs/ as a site in build/site (strict: a broken link or a page left out of mkdocs.yml's nav
+# fails; tests/test_docs.py builds it the same way in make test).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) $(MEDIAPIPE_VENV) $(TFLITE_VENV) runs build *.egg-info
