@@ -273,6 +273,7 @@ class MqttBridge:
         self._last_state: bytes | None = None  # the newest state handed to paho: re-published on each connect
         self._last_jpeg: bytes | None = None
         self._said_unreachable = False
+        self.pause_commands = 0  # pause/resume commands taken: the stats do not count a pause as dropped frames
         self.figures = {"published": 0, "queue_overflow": 0, "connects": 0, "disconnects": 0, "stats_published": 0,
                         "commands": 0}
         self._client = None
@@ -450,6 +451,7 @@ class MqttBridge:
         if message.topic == config.topic("set"):
             if text in ("pause", "resume"):
                 (self.paused.set if text == "pause" else self.paused.clear)()
+                self.pause_commands += 1
                 client.publish(config.topic("mode"), "paused" if text == "pause" else "running", qos=QOS, retain=True)
                 with self._lock:
                     self.figures["commands"] += 1
@@ -500,24 +502,27 @@ class MqttStatsSink(Sink):
     def __init__(self, bridge: MqttBridge, every: int = 1) -> None:
         self.bridge, self.every = bridge, every
         self._window: list[dict] = []
-        self._last_index = -1
+        self._dropped = 0
+        self._previous: tuple[int, int] | None = None  # (frame index, pause/resume count) of the last frame seen
         self._started = time.monotonic()
 
     def handle(self, result: FrameResult) -> None:
+        index, commands = result.record["frame"], self.bridge.pause_commands
+        if self._previous is not None and self._previous[1] == commands:
+            # Frames the model was meant to see (every --every-th one) between two it classified, but did not:
+            # a live source outran it. Across a pause the gap is the pause, not a loss.
+            self._dropped += max(0, index // self.every - self._previous[0] // self.every - 1)
+        self._previous = (index, commands)
         self._window.append(result.record)
         now = time.monotonic()
         if now - self._started >= self.bridge.config.stats_every:
             self.bridge.publish_stats(self._stats(now))
-            self._window, self._started = [], now
+            self._window, self._dropped, self._started = [], 0, now
 
     def _stats(self, now: float) -> dict:
         records, seconds = self._window, now - self._started
-        last = records[-1]["frame"]
-        # Frames the model was meant to see (every --every-th one) but did not: a live source outran it.
-        meant = last // self.every - (self._last_index // self.every if self._last_index >= 0 else -1)
-        self._last_index = last
         stages = records[-1]["ms"].keys()
         return {"fps": round(len(records) / seconds, 2) if seconds > 0 else 0.0,
                 "ms": {s: round(float(np.median([r["ms"][s] for r in records])), 3) for s in stages},
-                "frames": len(records), "dropped": max(0, meant - len(records)), "seconds": round(seconds, 2),
+                "frames": len(records), "dropped": self._dropped, "seconds": round(seconds, 2),
                 "paused": self.bridge.paused.is_set(), "time": round(time.time(), 3)}

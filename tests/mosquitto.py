@@ -29,6 +29,7 @@ OPENSSL = shutil.which("openssl")
 MISSING = ("the Mosquitto broker is not installed: `make install-mosquitto` (Debian package mosquitto)"
            if MOSQUITTO is None else "paho-mqtt is not installed: pip install paho-mqtt" if mqtt is None else None)
 needs_mosquitto = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+needs_paho = pytest.mark.skipif(mqtt is None, reason="paho-mqtt is not installed: pip install paho-mqtt")
 
 
 def free_port() -> int:

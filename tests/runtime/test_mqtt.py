@@ -23,9 +23,9 @@ from click.testing import CliRunner
 from edgeclf.cli import cli
 from edgeclf.runtime import mqtt
 from edgeclf.runtime.model import Model
-from edgeclf.runtime.sinks import CallbackSink, Sinks
+from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sinks
 from edgeclf.runtime.stream import StreamOptions, run_stream
-from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto
+from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto, needs_paho
 
 
 class Scene:
@@ -161,6 +161,20 @@ def test_camera_refuses_bad_mqtt_options_in_one_line(tiny_int8, tmp_path, args, 
                                 env={"EDGECLF_MQTT_PASSWORD": ""})
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+@needs_paho
+def test_stats_count_frames_the_model_missed_but_not_a_pause():
+    bridge = mqtt.MqttBridge(_config(1, stats_every=3600), ["a", "unknown"], "m")  # never started: no broker needed
+    stats = mqtt.MqttStatsSink(bridge, every=2)
+    ms = {"capture": 1.0, "preprocess": 2.0, "invoke": 3.0, "post": 4.0}
+    for frame in (0, 2, 4, 10, 12):  # 6 and 8 were meant for the model and never reached it
+        stats.handle(FrameResult({"frame": frame, "ms": ms}))
+    bridge.pause_commands += 2  # paused and resumed: frames 14-98 were read while paused
+    for frame in (100, 102):
+        stats.handle(FrameResult({"frame": frame, "ms": ms}))
+    figures = stats._stats(time.monotonic())
+    assert figures["dropped"] == 2 and figures["frames"] == 7 and figures["ms"] == ms
 
 
 # --- a real broker -----------------------------------------------------------------------------------
