@@ -981,7 +981,8 @@ def runs_list(folder: str, sort_by: str, filters: tuple[str, ...], html_file: st
 
     rows = run_table.filter_rows(run_table.sort_rows(run_table.list_runs(Path(folder)), sort_by), filters)
     if html_file:
-        _write_text(html_file, run_table.html_page(rows, Path(html_file), f"edgeclf runs: {folder}"))
+        title = f"edgeclf runs: {Path(folder).resolve().name}"
+        _write_text(html_file, run_table.html_page(rows, Path(html_file), title))
     if as_json:
         emit_json(rows)
         return
