@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 
-COMMANDS = ["build", "candidates", "data", "classify", "inspect", "eval", "compare", "bench", "metadata", "camera", "doctor"]
+COMMANDS = ["build", "candidates", "data", "classify", "inspect", "eval", "compare", "bench", "metadata", "camera", "doctor",
+            "runs"]
 
 
 @pytest.fixture()
