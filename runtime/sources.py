@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -279,6 +280,69 @@ def v4l2_modes(index: int) -> list[tuple[int, int]]:
     return sorted(sizes)
 
 
+def _centred_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    side = min(size)
+    return (size[0] - side) // 2, (size[1] - side) // 2, side, side
+
+
+def _sensor_rectangle(region: tuple[int, int, int, int], main: tuple[int, int],
+                      shown: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """`region` (x, y, w, h in main-stream pixels) as a ScalerCrop rectangle in sensor pixels, given the
+    ScalerCrop the main stream shows now (picamera2 reports it in each frame's metadata)."""
+    x0, y0, width, height = shown
+    sx, sy = width / main[0], height / main[1]
+    x, y, w, h = region
+    return int(x0 + x * sx), int(y0 + y * sy), max(1, round(w * sx)), max(1, round(h * sy))
+
+
+def smallest_mode(modes: list[tuple[int, int]], model_size: tuple[int, int]) -> tuple[int, int] | None:
+    """The smallest (width, height) of `modes` that covers a model input of (height, width) in both sides; the
+    largest mode when none covers it; None without modes."""
+    if not modes:
+        return None
+    height, width = model_size
+    covering = [m for m in modes if m[0] >= width and m[1] >= height]
+    return min(covering, key=lambda m: (m[0] * m[1], m)) if covering else max(modes, key=lambda m: (m[0] * m[1], m))
+
+
+_VIDIOC_ENUM_FMT = 0xC0405602  # _IOWR('V', 2, struct v4l2_fmtdesc), 64 bytes
+_VIDIOC_ENUM_FRAMESIZES = 0xC02C564A  # _IOWR('V', 74, struct v4l2_frmsizeenum), 44 bytes
+_V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
+_V4L2_FRMSIZE_TYPE_DISCRETE = 1
+
+
+def v4l2_modes(index: int) -> list[tuple[int, int]]:
+    """The discrete frame sizes /dev/video<index> offers in any of its capture formats (V4L2's ENUM_FMT and
+    ENUM_FRAMESIZES ioctls); [] where they cannot be asked (not Linux, no such device, a stepwise device)."""
+    import fcntl
+    import struct
+
+    sizes: set[tuple[int, int]] = set()
+    try:
+        with open(f"/dev/video{index}", "rb", buffering=0) as device:
+            for format_index in range(64):
+                fmtdesc = bytearray(struct.pack("3I32sI4I", format_index, _V4L2_BUF_TYPE_VIDEO_CAPTURE, 0, b"", 0,
+                                                0, 0, 0, 0))
+                try:
+                    fcntl.ioctl(device, _VIDIOC_ENUM_FMT, fmtdesc)
+                except OSError:
+                    break
+                pixel_format = struct.unpack_from("I", fmtdesc, 44)[0]
+                for size_index in range(256):
+                    frmsize = bytearray(struct.pack("3I6I2I", size_index, pixel_format, 0, *([0] * 8)))
+                    try:
+                        fcntl.ioctl(device, _VIDIOC_ENUM_FRAMESIZES, frmsize)
+                    except OSError:
+                        break
+                    kind, width, height = struct.unpack_from("3I", frmsize, 8)
+                    if kind != _V4L2_FRMSIZE_TYPE_DISCRETE:
+                        break
+                    sizes.add((width, height))
+    except OSError:
+        return []
+    return sorted(sizes)
+
+
 def open_source(spec: str, resolution: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                 at_least: tuple[int, int] | None = None, model_size: tuple[int, int] | None = None,
                 roi: tuple[int, int, int, int] | None = None, center_crop: bool = False) -> Source:
@@ -396,6 +460,9 @@ class Frame:
 
 
 MAX_READ_FAILURES = 25  # consecutive failed reads of a live source (about 9 s of retrying) that end the run
+# Frames of a file source decoded ahead of the model: a moment's hiccup of the model's thread (the OS running
+# something else) no longer stops the decoder, whose pace is what bounds a small model's frame rate.
+FILE_FRAMES_AHEAD = 3
 
 
 class FrameGrabber:
@@ -415,7 +482,7 @@ class FrameGrabber:
         self._prepare_small = prepare_small or prepare  # for a `Captured` frame's model-sized, cropped image
         self.read = self.dropped = self.read_errors = 0
         self.error: str | None = None
-        self._frame: Frame | None = None
+        self._frames: deque[Frame] = deque()  # live: the newest frame only; files: up to FILE_FRAMES_AHEAD
         self._ended = False
         self._stop = threading.Event()
         self._condition = threading.Condition()
@@ -463,12 +530,13 @@ class FrameGrabber:
                         frame.error = exc
                     frame.preprocess_ms = (time.perf_counter() - t0) * 1000.0
                 with self._condition:
-                    if not self.source.live:  # files: wait until the model took the previous frame
-                        while self._frame is not None and not self._stop.is_set():
+                    if not self.source.live:  # files: wait while the model has enough frames ahead
+                        while len(self._frames) >= FILE_FRAMES_AHEAD and not self._stop.is_set():
                             self._condition.wait(0.1)
-                    elif self._frame is not None:
-                        self.dropped += 1  # a live frame the model never saw
-                    self._frame = frame
+                    elif self._frames:
+                        self.dropped += len(self._frames)  # a live frame the model never saw
+                        self._frames.clear()
+                    self._frames.append(frame)
                     self.read += 1
                     self._condition.notify_all()
         except SourceError as exc:
@@ -484,13 +552,15 @@ class FrameGrabber:
         """The frame to classify now; None when the source has ended (or stalled for `timeout` seconds)."""
         deadline = time.monotonic() + timeout
         with self._condition:
-            while self._frame is None and not self._ended:
+            while not self._frames and not self._ended:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.error = self.error or f"no frame for {timeout:.0f} s"
                     return None
                 self._condition.wait(remaining)
-            frame, self._frame = self._frame, None
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
             self._condition.notify_all()
             return frame
 
