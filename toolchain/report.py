@@ -364,11 +364,27 @@ def _latency_html(report: dict) -> str:
                                 "KiB"))
     latency = report.get("latency")
     if not latency:
-        return charts
+        return charts + _delegation_html(artifacts)
     cpu = latency["cpu"]
     return (charts + _p(f"Latency: {latency['threads']} thread on {cpu['name']} ({cpu['feature_list']}; int8 dot "
                         f"product: {'yes' if cpu['int8_dot_product'] else 'no'}).")
-            + "".join(_p(note) for note in latency["int8_notes"]))
+            + "".join(_p(note) for note in latency["int8_notes"])
+            + "".join(f'<p class="warning">warning: {html.escape(w)}</p>' for w in latency.get("xnnpack_warnings", []))
+            + _delegation_html(artifacts))
+
+
+def _delegation_html(artifacts: dict) -> str:
+    """How the interpreter runs each artifact (report.json `xnnpack` per artifact, where the build recorded it)."""
+    from edgeclf.runtime import render
+
+    rows = [[a["path"], x["xnnpack_partitions"], f"{sum(x['delegated'].values())} of {x['ops']}",
+             (", ".join(f"{op} x{count}" for op, count in x["outside"].items()) or "none")
+             + (" (input/output only)" if x["outside"] and x["outside_only_at_edges"] else "")]
+            for a in artifacts.values() if (x := a.get("xnnpack"))]
+    if not rows:
+        return ""
+    return (_p("How the interpreter runs each artifact (XNNPACK, or TFLite's built-in kernels):")
+            + render.table(["artifact", "XNNPACK partitions", "ops in XNNPACK", "ops outside"], rows, wrap=True))
 
 
 def _pruning_html(report: dict) -> str:
