@@ -768,9 +768,6 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         auth = WebAuth.for_serving(address[0], serve_open, serve_password_file) if address else None
         if serve_viewers < 1:
             raise ValueError(f"--serve-viewers must be >= 1; received {serve_viewers}. Use e.g. --serve-viewers 4.")
-        auth = WebAuth.for_serving(address[0], serve_open, serve_password_file) if address else None
-        if serve_viewers < 1:
-            raise ValueError(f"--serve-viewers must be >= 1; received {serve_viewers}. Use e.g. --serve-viewers 4.")
         size = parse_resolution(resolution) if resolution else None
     except (StreamOptionError, SourceError, ValueError) as exc:
         raise InputError(str(exc)) from exc
@@ -813,10 +810,6 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     if systemd:
         stop_on_sigterm()
         outputs.append(systemd)
-    systemd = SystemdSink.from_environment()  # under a Type=notify unit: READY, WATCHDOG, STATUS, STOPPING
-    if systemd:
-        stop_on_sigterm()
-        outputs.append(systemd)
     stop_requests: list = []
     if display:
         outputs.append(WindowSink(lambda: stop_requests[0].set()))
@@ -829,12 +822,6 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     _print_stream_summary(summary, source)
     for item in getattr(stream_source, "skipped", []):  # an image folder's unreadable or over-budget files
         click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
-
-
-def _camera_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from edgeclf.runtime.camera_config import load_into
-
-    return load_into(ctx, param, value)
 
 
 def _camera_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

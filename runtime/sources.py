@@ -280,69 +280,6 @@ def v4l2_modes(index: int) -> list[tuple[int, int]]:
     return sorted(sizes)
 
 
-def _centred_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
-    side = min(size)
-    return (size[0] - side) // 2, (size[1] - side) // 2, side, side
-
-
-def _sensor_rectangle(region: tuple[int, int, int, int], main: tuple[int, int],
-                      shown: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """`region` (x, y, w, h in main-stream pixels) as a ScalerCrop rectangle in sensor pixels, given the
-    ScalerCrop the main stream shows now (picamera2 reports it in each frame's metadata)."""
-    x0, y0, width, height = shown
-    sx, sy = width / main[0], height / main[1]
-    x, y, w, h = region
-    return int(x0 + x * sx), int(y0 + y * sy), max(1, round(w * sx)), max(1, round(h * sy))
-
-
-def smallest_mode(modes: list[tuple[int, int]], model_size: tuple[int, int]) -> tuple[int, int] | None:
-    """The smallest (width, height) of `modes` that covers a model input of (height, width) in both sides; the
-    largest mode when none covers it; None without modes."""
-    if not modes:
-        return None
-    height, width = model_size
-    covering = [m for m in modes if m[0] >= width and m[1] >= height]
-    return min(covering, key=lambda m: (m[0] * m[1], m)) if covering else max(modes, key=lambda m: (m[0] * m[1], m))
-
-
-_VIDIOC_ENUM_FMT = 0xC0405602  # _IOWR('V', 2, struct v4l2_fmtdesc), 64 bytes
-_VIDIOC_ENUM_FRAMESIZES = 0xC02C564A  # _IOWR('V', 74, struct v4l2_frmsizeenum), 44 bytes
-_V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
-_V4L2_FRMSIZE_TYPE_DISCRETE = 1
-
-
-def v4l2_modes(index: int) -> list[tuple[int, int]]:
-    """The discrete frame sizes /dev/video<index> offers in any of its capture formats (V4L2's ENUM_FMT and
-    ENUM_FRAMESIZES ioctls); [] where they cannot be asked (not Linux, no such device, a stepwise device)."""
-    import fcntl
-    import struct
-
-    sizes: set[tuple[int, int]] = set()
-    try:
-        with open(f"/dev/video{index}", "rb", buffering=0) as device:
-            for format_index in range(64):
-                fmtdesc = bytearray(struct.pack("3I32sI4I", format_index, _V4L2_BUF_TYPE_VIDEO_CAPTURE, 0, b"", 0,
-                                                0, 0, 0, 0))
-                try:
-                    fcntl.ioctl(device, _VIDIOC_ENUM_FMT, fmtdesc)
-                except OSError:
-                    break
-                pixel_format = struct.unpack_from("I", fmtdesc, 44)[0]
-                for size_index in range(256):
-                    frmsize = bytearray(struct.pack("3I6I2I", size_index, pixel_format, 0, *([0] * 8)))
-                    try:
-                        fcntl.ioctl(device, _VIDIOC_ENUM_FRAMESIZES, frmsize)
-                    except OSError:
-                        break
-                    kind, width, height = struct.unpack_from("3I", frmsize, 8)
-                    if kind != _V4L2_FRMSIZE_TYPE_DISCRETE:
-                        break
-                    sizes.add((width, height))
-    except OSError:
-        return []
-    return sorted(sizes)
-
-
 def open_source(spec: str, resolution: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                 at_least: tuple[int, int] | None = None, model_size: tuple[int, int] | None = None,
                 roi: tuple[int, int, int, int] | None = None, center_crop: bool = False) -> Source:
