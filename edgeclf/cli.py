@@ -328,8 +328,13 @@ def _tensor_line(info: dict) -> str:
 @json_option
 @reports_errors
 def inspect(model_path: str, as_json: bool) -> None:
-    """Show a model's input/output types, shapes, quantization, ops and size."""
-    info = _load_model(model_path).describe()
+    """Show a model's input/output types, shapes, quantization, ops (and which of them XNNPACK runs) and size."""
+    from edgeclf.runtime import delegation
+
+    model = _load_model(model_path)
+    info = model.describe()
+    xnnpack = delegation.read(model.content, model.backend)
+    info["xnnpack"] = xnnpack.as_dict()
     if as_json:
         emit_json(info)
         return
@@ -341,6 +346,7 @@ def inspect(model_path: str, as_json: bool) -> None:
     click.echo(f"  ops     {sum(info['ops'].values())}: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
     click.echo(f"  float32 ops: {info['float_ops']}"
                + (f"   weight sparsity: {info['weight_sparsity']:.3f}" if info["weight_sparsity"] is not None else ""))
+    click.echo(f"  {xnnpack.summary()}")
     meta = info["metadata"]
     if meta is None:
         click.echo("  metadata: none (add it with `edgeclf metadata MODEL --labels labels.txt`)")
