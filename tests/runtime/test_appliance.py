@@ -508,3 +508,10 @@ def test_large_jpeg_folder_is_decoded_reduced(tiny_int8, tmp_path):
     frame = open_source(str(folder), at_least=(16, 16)).read()
     assert frame.shape == (50, 75, 3)  # 1/8 scale: still at least the model's 16x16
     assert open_source(str(folder)).read().shape == (400, 600, 3)
+
+
+@pytest.mark.parametrize("command", [["service", "install"], ["service", "uninstall"], ["service", "status"]])
+def test_service_help(command):
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0 and f"Usage: cli {' '.join(command)} [OPTIONS] NAME" in result.output.replace(
+        "edgeclf", "cli")
