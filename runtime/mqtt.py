@@ -428,7 +428,23 @@ class MqttBridge:
         client.publish(topic, json.dumps(payload), qos=QOS)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        self._unreachable("no answer")
+        if not self._said_unreachable:  # paho does not say why: ask once per outage, on its thread, briefly
+            self._unreachable(self._why_unreachable())
+
+    def _why_unreachable(self) -> str:
+        host, port = self.config.host, self.config.port
+        try:
+            socket.getaddrinfo(host, port)
+        except OSError:
+            return f"the name {host} does not resolve"
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except ConnectionRefusedError:
+            return f"nothing listens on port {port} there"
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+        return "the connection failed" + ("; is --mqtt-ca the CA that signed the broker's certificate?"
+                                          if self.config.tls else "")
 
     def _unreachable(self, why: str) -> None:
         if not self._said_unreachable:  # one line per outage, not one per retry

