@@ -365,6 +365,9 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
             "cpu_ms_per_frame_none": round(statistics.median(cpu["none"]), 3),
             # What FPS would be where the CPU is the bound: the sinks' threads' work included.
             "cpu_fps_ratio": round(statistics.median(cpu["none"]) / statistics.median(cpu["all"]), 3),
+            # The actions' CPU per state change, to scale to another change rate and model: (all - none) per change.
+            "cpu_ms_per_change": round((statistics.median(cpu["all"]) - statistics.median(cpu["none"]))
+                                       * pairs * frames / max(1, changes), 2),
             "cost_runs": f"{pairs} pairs x {frames} frames",
             "cost_changes_per_1000_frames": round(1000 * changes / (pairs * frames), 1)}
 
