@@ -336,6 +336,7 @@ class PlayedFile:
         self.live = fps is not None
         self.ended = False  # tells the capture thread that an empty read is the end, not a camera glitch
         self.loops = 0
+        self.waited = 0.0  # seconds the last read waited for its frame's time (not capture work)
         self._start: float | None = None
         self._count = 0
 
@@ -353,8 +354,9 @@ class PlayedFile:
             if self._start is None:
                 self._start = now
             due = self._start + self._count / self.fps
-            if due > now:
-                time.sleep(due - now)
+            self.waited = max(0.0, due - now)
+            if self.waited:
+                time.sleep(self.waited)
             self._count += 1
         return image
 
@@ -452,7 +454,8 @@ class FrameGrabber:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
                 image = self._read()
-                capture_ms = (time.perf_counter() - t0) * 1000.0
+                # A file played in real time waits for each frame's time: that is the clock, not capture work.
+                capture_ms = (time.perf_counter() - t0 - getattr(self.source, "waited", 0.0)) * 1000.0
                 if image is None:
                     break
                 small = None
