@@ -401,3 +401,15 @@ def test_loop_repeats_a_video_and_a_folder(tiny_float32, tmp_path):
     assert summary["frames_read"] >= 20  # past the folder's 8 images: it started over
     with pytest.raises(SourceError, match="--loop repeats a video file or an image folder; --source rtsp://cam/1 is live"):
         play_file(SimpleNamespace(live=True, name="rtsp://cam/1"), realtime=True, loop=True)
+
+
+def test_a_webhook_makes_a_folder_play_in_real_time_by_default(tiny_float32, tmp_path):
+    folder = _folder(tmp_path / "frames", 2, 4)
+    result = CliRunner().invoke(cli, ["camera", str(tiny_float32), "--source", str(folder), "--quiet", "--fps", "20",
+                                      "--webhook", f"http://127.0.0.1:{_free_port()}/hook",
+                                      "--webhook-queue", str(tmp_path / "queue")])
+    assert result.exit_code == 0, result.output
+    summary = _summary(result.output)
+    assert summary["classified"] + summary["dropped"] == 8
+    assert summary["seconds"] >= 7 / 20  # a correctness bound: eight frames at 20 FPS span 0.35 s at least
+    assert summary["changes"] >= 1 and summary["sinks"]["webhook"]["pending"] == summary["changes"]  # none delivered
