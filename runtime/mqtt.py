@@ -317,9 +317,12 @@ class MqttBridge:
             self._worker.join(max(0.1, deadline - time.monotonic()))
         if self.connected.is_set():
             info = self._client.publish(self.config.topic("availability"), "offline", qos=QOS, retain=True)
-            self._wait(info, deadline)
+            self._wait(info, max(deadline, time.monotonic() + 1.0))
         self._client.disconnect()
         self._client.loop_stop()
+        if self._queue:
+            log.warning("mqtt: %d state change(s) were never published: %s was away when the camera stopped "
+                        "(unsent in the summary)", len(self._queue), self.config.address)
 
     def summary(self) -> dict:
         with self._lock:

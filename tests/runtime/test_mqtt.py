@@ -338,7 +338,9 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
         camera.show(0, 1)
         refused = camera.stop()
         watcher.close()
-    nobody = Camera(model, _config(free_port(), device="cam3"), value=0)  # no broker listens there
+    nobody_config = _config(free_port(), device="cam3")  # no broker listens there
+    unreachable_address = nobody_config.address
+    nobody = Camera(model, nobody_config, value=0)
     nobody.show(0, 1)
     unreachable = nobody.stop()
     assert unreachable.classified > 0 and refused.classified > 0
@@ -347,6 +349,9 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
     assert len(lines) == 2, lines  # one line each, not one per retry
     assert "refused the connection" in lines[0] and "nothing listens on port" in lines[1]
     assert "classification goes on" in lines[1]
+    unsent = [r.getMessage() for r in caplog.records if "never published" in r.getMessage()]
+    assert len(unsent) == 2 and unsent[1] == (f"mqtt: 1 state change(s) were never published: {unreachable_address} "
+                                              "was away when the camera stopped (unsent in the summary)")
 
 
 @needs_mosquitto
