@@ -449,3 +449,22 @@ def test_camera_folder_source_plays_past_hostile_files_with_bounded_memory(hosti
     for name in HOSTILE:
         assert f"skipped {folder / name}: " in done.stderr and "over the pixel budget" in done.stderr
     assert_bounded(measured)
+
+
+def test_compare_skips_and_lists_every_hostile_file(hostile_folder, tiny_float32, tiny_int8):
+    result = CliRunner().invoke(cli, ["compare", str(tiny_float32), str(tiny_int8), "--data", str(hostile_folder),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    compared = json.loads(result.output)
+    _assert_every_hostile_file_skipped(_skipped_reasons(compared["skipped"]))
+    assert compared["images"] == 6
+
+
+def test_data_reports_the_full_upright_size_of_a_jpeg_it_checked_at_reduced_scale(tmp_path):
+    from edgeclf.toolchain.survey import survey
+
+    wide = _encoded(".jpg", _photo_like(800, 1600))
+    for name, data in (("plain", wide), ("turned", wide[:2] + exif_segment(6) + wide[2:])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "photo.jpg").write_bytes(data)
+    assert dict(survey(tmp_path).common_sizes) == {"1600x800": 1, "800x1600": 1}
