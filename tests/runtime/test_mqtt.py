@@ -24,7 +24,7 @@ from edgeclf.cli import cli
 from edgeclf.runtime import mqtt
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sinks
-from edgeclf.runtime.stream import StreamOptions, run_stream
+from edgeclf.runtime.stream import StreamOptions, StreamSummary, run_stream
 from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto, needs_paho
 
 
@@ -81,7 +81,7 @@ class Camera:
             assert time.monotonic() < deadline, f"no state change to {value} within 15 s: {self.changes}"
             time.sleep(0.01)
 
-    def stop(self) -> dict:
+    def stop(self) -> StreamSummary:
         self._stop.set()
         self._thread.join(30)
         return self.summary
