@@ -402,6 +402,7 @@ MAX_READ_FAILURES = 25  # consecutive failed reads of a live source (about 9 s o
 # Frames of a file source decoded ahead of the model: a moment's hiccup of the model's thread (the OS running
 # something else) no longer stops the decoder, whose pace is what bounds a small model's frame rate.
 FILE_FRAMES_AHEAD = 3
+FILE_AHEAD_BYTES = 8 << 20  # ... for frames up to this size; a larger one (a full-size photo) waits alone
 
 
 class FrameGrabber:
@@ -471,7 +472,8 @@ class FrameGrabber:
                     frame.preprocess_ms = (time.perf_counter() - t0) * 1000.0
                 with self._condition:
                     if not self.source.live:  # files: wait while the model has enough frames ahead
-                        while len(self._frames) >= FILE_FRAMES_AHEAD and not self._stop.is_set():
+                        ahead = FILE_FRAMES_AHEAD if frame.image.nbytes <= FILE_AHEAD_BYTES else 1
+                        while len(self._frames) >= ahead and not self._stop.is_set():
                             self._condition.wait(0.1)
                     elif self._frames:
                         self.dropped += len(self._frames)  # a live frame the model never saw
