@@ -468,3 +468,22 @@ def test_data_reports_the_full_upright_size_of_a_jpeg_it_checked_at_reduced_scal
         (tmp_path / name).mkdir()
         (tmp_path / name / "photo.jpg").write_bytes(data)
     assert dict(survey(tmp_path).common_sizes) == {"1600x800": 1, "800x1600": 1}
+
+
+def test_opencv_own_limit_is_set_before_cv2_loads_as_a_second_line(tmp_path):
+    """Past the header check (a budget passed to decode_image directly, above --max-pixels' own ceiling), OpenCV's
+    own limit, which edgeclf sets to 2^28 before cv2 loads, still refuses a 289 MP image without decoding it."""
+    path, normal = tmp_path / "bomb.png", tmp_path / "normal.png"
+    path.write_bytes(png_bomb(17_000))
+    normal.write_bytes(_encoded(".png", np.zeros((4000, 6000, 3), np.uint8)))  # 24 MP: under both limits
+    code = ("import os, sys\nfrom edgeclf.runtime.preprocess import ImageError, load_image\n"
+            "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])\n"
+            "try:\n    load_image(sys.argv[1], max_pixels=10**9)\nexcept ImageError as exc:\n    print(exc)\n"
+            "print(load_image(sys.argv[2]).shape)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(normal)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    lines = done.stdout.splitlines()
+    assert lines[0] == str(1 << 28), done.stderr
+    assert lines[1].startswith(f"{path}: not a readable image (OpenCV refused it: ") and "CV_IO_MAX_IMAGE_PIXELS" in lines[1]
+    assert lines[2] == "(4000, 6000, 3)"
