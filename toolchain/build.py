@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeclf.calibration import CalibrationSet, check, from_folder, select
+from edgeclf.runtime import delegation
 from edgeclf.runtime.bench import steady_latency
 from edgeclf.runtime.cpu import cpu_info, int8_notes
 from edgeclf.runtime.datasets import stratified_indices
@@ -460,6 +461,7 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
             "input": model.input.as_dict(), "output": model.output.as_dict(),
             "ops": structure.op_counts(), "float_ops": len(structure.float_ops()),
             "weight_sparsity": structure.weight_sparsity(),
+            "xnnpack": delegation.read(model.content, model.backend, LATENCY_THREADS).as_dict(),
         }
         if data.splits.test is not None:
             test = data.splits.test
@@ -474,7 +476,30 @@ def run_evaluate(config: BuildConfig, ctx: BuildContext) -> EvaluateResult:
         model = Model(reference, num_threads=LATENCY_THREADS, labels=list(data.splits.classes))
         dense = _measure(model, evaluate(model, val.images, val.labels), export.dense_reference)
         reference.unlink()
+    for warning in xnnpack_warnings(entries):
+        ctx.log(f"  warning: {warning}")
     return EvaluateResult(entries, dense, pngs)
+
+
+def xnnpack_warnings(artifacts: dict[str, dict]) -> list[str]:
+    """One line for each full-integer artifact whose graph XNNPACK does not run in one partition: the op
+    types left on TFLite's built-in kernels and the int8 vs float32 median measured here."""
+    warnings = []
+    reference = artifacts.get("float32")
+    for name, artifact in artifacts.items():
+        xnnpack = artifact.get("xnnpack")
+        if name == "float32" or artifact["float_ops"] or not xnnpack:
+            continue
+        if xnnpack["xnnpack_partitions"] == 1 and xnnpack["outside_only_at_edges"]:
+            continue
+        ops = ", ".join(f"{op} x{count}" for op, count in xnnpack["outside"].items())
+        cost = (f"; here it takes {artifact['latency_ms']['median'] / reference['latency_ms']['median']:.2f}x "
+                f"float32's median ({artifact['latency_ms']['median']:.3f} vs "
+                f"{reference['latency_ms']['median']:.3f} ms)" if reference else "")
+        warnings.append(f"{artifact['path']}: XNNPACK runs it in {xnnpack['xnnpack_partitions']} partitions; "
+                        f"{ops} run on TFLite's built-in kernels between them{cost}. Rebuild it with this edgeclf "
+                        "(its export rewrites the ops it knows), or replace those layers.")
+    return warnings
 
 
 def _class_weight_report(config: BuildConfig, splits: Splits) -> dict | None:
@@ -491,7 +516,8 @@ def _latency_context(artifacts: dict[str, dict]) -> dict:
     cpu = cpu_info()
     timings = [{"model": a["path"], "int8": a["float_ops"] == 0, "threads": LATENCY_THREADS,
                 "median_ms": a["latency_ms"]["median"]} for a in artifacts.values()]
-    return {"threads": LATENCY_THREADS, "cpu": cpu.as_dict(), "int8_notes": int8_notes(cpu, timings)}
+    return {"threads": LATENCY_THREADS, "cpu": cpu.as_dict(), "int8_notes": int8_notes(cpu, timings),
+            "xnnpack_warnings": xnnpack_warnings(artifacts)}
 
 
 def run_report(config: BuildConfig, ctx: BuildContext) -> dict:

@@ -6,6 +6,7 @@ quality gate and the metadata follow it; adding a variant is adding a row.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -13,7 +14,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from edgeclf.runtime.flatbuffer import read_structure
-from edgeclf.toolchain._tf import tf
+from edgeclf.toolchain._tf import keras, tf
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,84 @@ class ExportError(RuntimeError):
     """A conversion that did not produce the artifact asked for."""
 
 
-def _converter(model: Any) -> Any:
+def _is_hard_swish(layer: Any) -> bool:
+    """Whether `layer` is Keras' hard-swish: Multiply()([x, ReLU(6)(x + 3) * (1 / 6)]), as MobileNetV3 builds it."""
+    layers = keras().layers
+    if not isinstance(layer, layers.Multiply) or len(layer._inbound_nodes) != 1:
+        return False
+    inputs = layer._inbound_nodes[0].input_tensors
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+        return False
+    x, gate = inputs
+
+    def producer(tensor: Any, kind: str, constant: float | None = None) -> Any:
+        """The KerasTensor feeding the layer that made `tensor`, if that layer is `kind` (with `constant`)."""
+        made_by = getattr(tensor, "_keras_history", None)
+        if made_by is None or len(made_by.layer._inbound_nodes) != 1:
+            return None
+        node = made_by.layer._inbound_nodes[0]
+        if kind == "relu6":
+            ok = isinstance(made_by.layer, layers.ReLU) and float(made_by.layer.max_value or 0) == 6.0
+            return node.input_tensors if ok and not isinstance(node.input_tensors, list) else None
+        args = node.call_args
+        ok = (getattr(made_by.layer, "symbol", None) == kind and len(args) == 2 and not node.call_kwargs.get("y")
+              and isinstance(args[1], float) and abs(args[1] - constant) < 1e-7)
+        return args[0] if ok else None
+
+    shifted = producer(producer(producer(gate, "math.multiply", 1 / 6), "relu6"), "__operators__.add", 3.0)
+    return shifted is x
+
+
+def _hard_swish_for_xnnpack(inputs: list) -> Any:
+    """x * relu6(x + 3) / 6 as (x * 1/6) * relu6(x + 3): the same function (float32 within a rounding step),
+    in an order the converter does not fuse back into HARD_SWISH, which XNNPACK takes in float32 only.
+    In int8 it becomes MUL, ADD (RELU6 fused) and MUL, all three run by XNNPACK."""
+    x = inputs[0]
+    return (x * (1 / 6)) * tf().nn.relu6(x + 3.0)
+
+
+def _static_reshape(layer: Any) -> Callable[[Any], Any]:
+    def call(inputs: Any) -> Any:
+        return tf().reshape(inputs, (-1, *layer.target_shape))
+
+    return call
+
+
+@contextlib.contextmanager
+def xnnpack_graph(model: Any, integer: bool) -> Iterator[Any]:
+    """While converting, `model` computes the same function with ops XNNPACK runs in one partition.
+
+    - Reshape layers (EfficientNet's squeeze-excite) reshape to a constant (-1, *target) shape: Keras'
+      Reshape computes the batch size at run time (SHAPE, STRIDED_SLICE, PACK), ops XNNPACK does not take,
+      which split EfficientNetB0 into 17 partitions even in float32.
+    - integer: MobileNetV3's hard-swish is written as two MULs and an ADD (see _hard_swish_for_xnnpack):
+      XNNPACK has no int8 HARD_SWISH, so each of them ran on TFLite's reference kernel between XNNPACK
+      partitions (19 partitions for MobileNetV3-Small). Float conversions keep XNNPACK's own HARD_SWISH.
+
+    The layers are changed in place for the block and restored after it, so the trained model and its
+    weights are untouched; yields how many layers were rewritten, by kind.
+    """
+    layers = keras().layers
+    patched: list[tuple[Any, str]] = []
+    counts = {"reshape": 0, "hard_swish": 0}
+    for layer in model.submodules:
+        if (isinstance(layer, layers.Reshape) and type(layer) is layers.Reshape
+                and all(isinstance(d, int) and d > 0 for d in layer.target_shape)):
+            layer.call = _static_reshape(layer)
+            patched.append((layer, "call"))
+            counts["reshape"] += 1
+        elif integer and _is_hard_swish(layer):
+            layer._merge_function = _hard_swish_for_xnnpack
+            patched.append((layer, "_merge_function"))
+            counts["hard_swish"] += 1
+    try:
+        yield counts
+    finally:
+        for layer, attribute in patched:
+            delattr(layer, attribute)
+
+
+def _converter(model: Any, integer: bool = False) -> Any:
     """A TFLiteConverter for `model`'s inference function, with a batch dimension of any size.
 
     TFLiteConverter.from_keras_model first saves the whole Keras model as a SavedModel, tracing
@@ -44,7 +122,11 @@ def _converter(model: Any) -> Any:
 
     spec = tf_.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name=model.input_names[0])
     holder.serve = tf_.function(serve, input_signature=[spec])
-    converter = tf_.lite.TFLiteConverter.from_concrete_functions([holder.serve.get_concrete_function()], holder)
+    with xnnpack_graph(model, integer) as rewritten:  # traced here: the function keeps the rewritten graph
+        function = holder.serve.get_concrete_function()
+    if any(rewritten.values()):
+        log.debug("rewritten for XNNPACK: %s", rewritten)
+    converter = tf_.lite.TFLiteConverter.from_concrete_functions([function], holder)
     converter.experimental_lower_to_saved_model = not _one_in_one_out(model)  # see _serving_signature
     return converter
 
@@ -149,7 +231,7 @@ def _images(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
 
 def _int8_converter(model: Any, calibration_images: np.ndarray, io: str = "uint8", per_channel: bool = True) -> Any:
     tf_ = tf()
-    converter = _converter(model)
+    converter = _converter(model, integer=True)
     converter.optimizations = [tf_.lite.Optimize.DEFAULT]
     converter.representative_dataset = _images(calibration_images)
     converter.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -172,6 +172,24 @@ def follow_steps_with_batchnorm(model: Any, steps_per_epoch: int) -> float | Non
     return momentum if norms else None
 
 
+def settle_batchnorm(model: Any, images: Any) -> None:
+    """Sets every BatchNormalization's moving statistics to those of `images` (one forward pass), for a
+    model with random weights that stands in for a trained one (tests, latency benchmarks).
+
+    At initialization the moving statistics are 0 and 1 whatever the layer's input, so activations of a
+    deep network shrink block after block (MobileNetV3-Small's last ones to 1e-8): int8 calibration then
+    gives scales no trained model has, and XNNPACK declines ops whose input and output scales are more
+    than 1024x apart. With the statistics of real activations the scales are those of a trained model.
+    """
+    norms = [layer for layer in model.submodules if isinstance(layer, keras().layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(images, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+
+
 def is_pretrained(config: Any) -> bool:
     """Whether the model starts from trained weights, so it trains in two stages (frozen base, then fine-tuning)."""
     return get_spec(config.name).fine_tune_layers > 0 and config.weights != "none"

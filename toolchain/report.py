@@ -58,6 +58,15 @@ def _artifacts_md(report: dict) -> list[str]:
                       f"({latency['cpu']['feature_list']}; int8 dot product: "
                       f"{'yes' if latency['cpu']['int8_dot_product'] else 'no'})."]
         lines += [f"{note}" for note in latency["int8_notes"]]
+        lines += [f"- warning: {warning}" for warning in latency.get("xnnpack_warnings", [])]
+    xnnpack = [(a["path"], a["xnnpack"]) for a in artifacts.values() if a.get("xnnpack")]
+    if xnnpack:
+        lines += ["", "How the interpreter runs each artifact (XNNPACK, or TFLite's built-in kernels):", "",
+                  "| artifact | XNNPACK partitions | ops in XNNPACK | ops outside |", "|---|---|---|---|"]
+        lines += [f"| `{path}` | {x['xnnpack_partitions']} | {sum(x['delegated'].values())} of {x['ops']} | "
+                  + (", ".join(f"{op} x{count}" for op, count in x["outside"].items()) or "none")
+                  + (" (input/output only)" if x["outside"] and x["outside_only_at_edges"] else "") + " |"
+                  for path, x in xnnpack]
     return lines
 
 
