@@ -233,7 +233,7 @@ def html_page(rows: list[dict], page_path: Path, title: str) -> str:
     if points:
         best = max(points, key=lambda p: (p["y"], -p["x"]))
         best["kind"] = "chosen"
-        chart = render.scatter_svg("deployed artifact (int8 where built): top-1 against median latency", points,
+        chart = render.scatter_svg("top-1 against latency (int8 where built)", points,
                                    "median latency ms (1 thread, where each was built)", "top-1", note=" (best top-1)")
     else:
         chart = render.not_run("no finished run to chart")
