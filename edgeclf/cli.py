@@ -334,7 +334,7 @@ def inspect(model_path: str, as_json: bool) -> None:
     model = _load_model(model_path)
     info = model.describe()
     xnnpack = delegation.read(model.content, model.backend)
-    info["xnnpack"] = xnnpack.as_dict()
+    info["xnnpack"] = xnnpack.as_dict() if xnnpack else None
     if as_json:
         emit_json(info)
         return
@@ -346,7 +346,7 @@ def inspect(model_path: str, as_json: bool) -> None:
     click.echo(f"  ops     {sum(info['ops'].values())}: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
     click.echo(f"  float32 ops: {info['float_ops']}"
                + (f"   weight sparsity: {info['weight_sparsity']:.3f}" if info["weight_sparsity"] is not None else ""))
-    click.echo(f"  {xnnpack.summary()}")
+    click.echo(f"  {xnnpack.summary() if xnnpack else 'XNNPACK partitions: not listed by ' + info['backend']}")
     meta = info["metadata"]
     if meta is None:
         click.echo("  metadata: none (add it with `edgeclf metadata MODEL --labels labels.txt`)")

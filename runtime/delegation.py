@@ -108,8 +108,9 @@ def _edge_ops(outside: list[dict], graph_inputs: set[int], graph_outputs: set[in
     return edges
 
 
-def read(content: bytes, backend=None, num_threads: int = 1) -> Delegation:
-    """Loads `content` in the runtime's interpreter (XNNPACK on, as every edgeclf run has it) and analyzes it."""
+def read(content: bytes, backend=None, num_threads: int = 1) -> Delegation | None:
+    """Loads `content` in the runtime's interpreter (XNNPACK on, as every edgeclf run has it) and analyzes it;
+    None when the backend's interpreter does not list its nodes."""
     from edgeclf.runtime._backend import get_backend
     from edgeclf.runtime._native_log import quiet_native_stderr
 
@@ -117,4 +118,6 @@ def read(content: bytes, backend=None, num_threads: int = 1) -> Delegation:
     with quiet_native_stderr():
         interpreter = backend.interpreter_class(model_content=content, num_threads=num_threads)
         interpreter.allocate_tensors()
+    if not hasattr(interpreter, "_get_ops_details"):
+        return None
     return analyze(interpreter)
