@@ -27,7 +27,7 @@ import numpy as np
 from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.files import cache_root, write_atomically
 
-GRID_FORMAT = "c1"  # bump when a candidate's files would time differently (ops, metadata layout)
+GRID_FORMAT = "c2"  # bump when a candidate's files would time differently (ops, metadata layout)
 DEFAULT_MODELS = ("cnn", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
 DEFAULT_ALPHAS = (0.5, 1.0)
 DEFAULT_SIZES = (96, 128)
@@ -95,7 +95,7 @@ def write_candidates(out: Path, candidates: Sequence[Candidate], log: Callable[[
     from edgeclf.runtime import metadata as tflite_metadata
     from edgeclf.toolchain.config import ModelConfig
     from edgeclf.toolchain.export import convert_float32, convert_int8
-    from edgeclf.toolchain.models import create_model
+    from edgeclf.toolchain.models import create_model, settle_batchnorm
 
     out.mkdir(parents=True, exist_ok=True)
     gid = grid_id(candidates)
@@ -108,6 +108,7 @@ def write_candidates(out: Path, candidates: Sequence[Candidate], log: Callable[[
             model = create_model(ModelConfig(name=candidate.model, size=candidate.size, weights="none",
                                              alpha=candidate.alpha or 1.0), CANDIDATE_CLASSES, candidate.size)
             images = calibration.integers(0, 256, (16, candidate.size, candidate.size, 3), dtype=np.uint8)
+            settle_batchnorm(model, images.astype(np.float32))  # int8 scales as trained: XNNPACK takes the same ops
             contents = {"float32": convert_float32(model), "int8": convert_int8(model, images)}
             for variant, content in contents.items():
                 info = tflite_metadata.ModelMetadata(
