@@ -734,6 +734,12 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
               help="Announce the camera to Home Assistant (MQTT device discovery; prefix homeassistant).")
 @click.option("--alert", "alerts", multiple=True, metavar="LABEL",
               help="With --ha-discovery: a binary_sensor that is on while the state is LABEL (repeatable).")
+@click.option("--review", "review_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the frames worth a human look here (top score below --review-below, and those around each "
+              "state change) with a JSON sidecar each; file them into a training folder with edgeclf collect --review DIR.")
+@click.option("--review-below", type=float, default=0.5, help="--review keeps frames whose top score is below this.")
+@click.option("--review-every", type=float, default=2.0, help="--review saves at most once per this many seconds.")
+@click.option("--review-max-mb", type=float, default=200.0, help="Cap of the --review folder; the oldest go first.")
 @reports_errors
 @click.pass_context
 def camera(ctx: click.Context, config_file: str | None, print_config: bool, serve_password_file: str | None,
@@ -743,7 +749,8 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
            record: str | None, serve: str | None, quiet: bool, confirm: int, hold: float | None,
            events_only: bool, max_pixels: int, webhook: str | None, webhook_secret_file: str | None,
            webhook_queue: str | None, snapshots: str | None, snapshots_max_mb: float, gpio: tuple[str, ...],
-           realtime: bool | None, loop: bool, fps: float | None, mqtt: str | None, mqtt_ca: str | None,
+           realtime: bool | None, loop: bool, fps: float | None, review_dir: str | None, review_below: float,
+           review_every: float, review_max_mb: float, mqtt: str | None, mqtt_ca: str | None,
            mqtt_password_file: str | None, mqtt_keepalive: int, mqtt_stats: float, device_name: str | None,
            ha_discovery: str | None, alerts: tuple[str, ...]) -> None:
     """Classify a live camera, a video, a stream or an image folder; JSON lines out, summary at the end.
@@ -794,6 +801,10 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         raise InputError(str(exc)) from exc
     if mqtt_config:
         actions += mqtt_sinks.build_sinks(mqtt_config, model.labels, Path(model_path).name, every)
+    from edgeclf.runtime.review import from_options as review_sink
+    from edgeclf.runtime.stream import crop
+
+    review = review_sink(review_dir, model_path, review_below, review_every, review_max_mb, lambda i: crop(i, options))
     try:
         # An image folder played uncropped is decoded as training decoded it (a large JPEG at a reduced scale).
         whole = options.roi is None and not options.center_crop
@@ -819,7 +830,7 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     stop_requests: list = []
     if display:
         outputs.append(WindowSink(lambda: stop_requests[0].set()))
-    sinks = Sinks(outputs + actions)
+    sinks = Sinks(outputs + actions + ([review] if review else []))
     stop_requests.append(sinks.stop_requested)
     try:
         summary = run_stream(model, played, options, sinks)
@@ -856,6 +867,43 @@ def _check_display() -> None:
     if problem:
         raise InputError(f"--display needs OpenCV with GUI support (opencv-python, not opencv-python-headless) "
                          f"and a screen: {problem}. Use --serve 127.0.0.1:8080 to watch in a browser instead.")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--source", default=None, help="Camera to collect from: webcam index (0, 1), picamera, a video file or "
+              "image folder (played in a loop at its own rate), an rtsp:// or http:// URL.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The image folder: frames go to OUT/<class>/<time>.jpg (edgeclf data / build --data read it as is).")
+@click.option("--labels", default=None, help="Classes, comma-separated, in key order (1-9); class folders already "
+              "in --out follow. The page can add more.")
+@click.option("--serve", default=None, show_default="a local browser with a display, else keys in the terminal",
+              help="Serve the page on HOST:PORT (0.0.0.0:8080 exposes it, with a password: $EDGECLF_WEB_PASSWORD "
+              "or --serve-password-file).")
+@click.option("--serve-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File (mode 0600) holding the page's password; or set EDGECLF_WEB_PASSWORD.")
+@click.option("--serve-open", is_flag=True, help="Serve a network address without a password, on purpose.")
+@click.option("--rate", type=float, default=10.0, help="Frames per second written while a class button is held.")
+@click.option("--quality", type=int, default=90, help="JPEG quality of the stored frames.")
+@click.option("--size", default=None, show_default="as captured", help="Shrink stored frames to fit WxH (aspect kept).")
+@click.option("--roi", default=None, help="Store only this region: x,y,w,h in frame pixels (as camera --roi).")
+@click.option("--resolution", default=None, help="Capture size WxH for a webcam or the Pi camera.")
+@click.option("--review", "review_dir", type=click.Path(file_okay=False), default=None,
+              help="Also show the frames `edgeclf camera --review DIR` kept, to assign to a class or discard.")
+@reports_errors
+def collect(source: str | None, out: str, labels: str | None, serve: str | None, serve_password_file: str | None,
+            serve_open: bool, rate: float, quality: int, size: str | None, roi: str | None, resolution: str | None,
+            review_dir: str | None) -> None:
+    """Build an image folder with this device's camera: a page with one button per class (tap: one frame,
+    hold: --rate frames a second), or keys 1-9 in a terminal over SSH; and file the frames a camera kept
+    for review. Runs until Ctrl-C."""
+    from edgeclf.runtime.collect import run_collect
+    from edgeclf.runtime.outputs import json_line
+
+    summary = run_collect(out, source, labels, serve, rate, quality, size, roi, resolution, review_dir, serve_open,
+                          serve_password_file, say=lambda line: click.echo(line, err=True))
+    click.echo(json_line({"summary": summary}))
+    if summary["ended"].startswith("source failed"):
+        raise click.ClickException(summary["ended"])
 
 
 @cli.group(context_settings=CONTEXT)
