@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from edgeclf.cli import cli
 
 COMMANDS = ["build", "candidates", "data", "classify", "inspect", "eval", "compare", "bench", "metadata", "camera", "doctor",
-            "runs", "service"]
+            "runs", "service", "collect"]
 
 
 @pytest.fixture()

@@ -343,3 +343,18 @@ def test_camera_review_then_collect_review_assigns_and_discards(tmp_path, tiny_i
     with pytest.raises(CollectError, match="no class 'bird'"):
         store.assign(items[2]["name"], "bird", photos)
     assert (review / f"{items[2]['name']}.jpg").exists()  # a refused assignment moves nothing
+
+
+def test_collect_runs_without_tensorflow(tmp_path, clip):
+    """collect runs on the device: capturing imports neither TensorFlow nor the toolchain."""
+    code = ("import sys\n"
+            "from pathlib import Path\n"
+            "import edgeclf.cli\n"
+            "from edgeclf.runtime.collect import Camera, CollectOptions, PhotoFolder\n"
+            f"camera = Camera({str(clip)!r}, PhotoFolder(Path({str(tmp_path / 'p')!r}), ('a',)), CollectOptions())\n"
+            "camera.snap('a')\n"
+            "camera.close()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')\n"
+            "             or m.startswith(('edgeclf.toolchain', 'edgeclf.calibration'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]" and len(jpegs(tmp_path / "p" / "a")) == 1
