@@ -100,7 +100,7 @@ def test_tap_hold_keys_undo_and_new_class(browser, tmp_path):
     photos = tmp_path / "photos"
     collect = Collect("--source", str(clip), "--out", str(photos), "--labels", "cat,dog", "--rate", str(RATE))
     try:
-        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page = browser.new_page(viewport={"width": 900, "height": 480})
         page.goto(collect.url)
         page.wait_for_selector('.cls[data-label="dog"]')
         page.wait_for_function("() => document.getElementById('stream').naturalWidth > 0", timeout=15000)
@@ -125,7 +125,8 @@ def test_tap_hold_keys_undo_and_new_class(browser, tmp_path):
         page.wait_for_selector('.cls[data-label="bird"]')
         page.keyboard.press("3")
         _wait_count(page, "bird", 1)
-        page.wait_for_function("() => document.querySelectorAll('#recent img').length >= 3")
+        page.wait_for_function("() => { const i = [...document.querySelectorAll('#recent img')]; "
+                               "return i.length >= 3 && i[0].alt === 'bird' && i.every(x => x.naturalWidth > 0); }")
         shot = tmp_path / "collect.png"
         page.screenshot(path=str(shot))
         if os.environ.get("EDGECLF_UPDATE_SCREENSHOTS") == "1":
