@@ -42,9 +42,11 @@ def _is_hard_swish(layer: Any) -> bool:
         if kind == "relu6":
             ok = isinstance(made_by.layer, layers.ReLU) and float(made_by.layer.max_value or 0) == 6.0
             return node.input_tensors if ok and not isinstance(node.input_tensors, list) else None
-        args = node.call_args
-        ok = (getattr(made_by.layer, "symbol", None) == kind and len(args) == 2 and not node.call_kwargs.get("y")
-              and isinstance(args[1], float) and abs(args[1] - constant) < 1e-7)
+        # built in this process: (tensor, constant); loaded from a file: (tensor,) and y=constant
+        args, kwargs = node.call_args, node.call_kwargs
+        value = args[1] if len(args) == 2 else kwargs.get("y") if len(args) == 1 else None
+        ok = (getattr(made_by.layer, "symbol", None) == kind and isinstance(value, (int, float))
+              and abs(value - constant) < 1e-7)
         return args[0] if ok else None
 
     shifted = producer(producer(producer(gate, "math.multiply", 1 / 6), "relu6"), "__operators__.add", 3.0)

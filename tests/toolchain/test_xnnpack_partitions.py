@@ -132,3 +132,17 @@ def test_build_report_lists_each_artifacts_partitions(tiny_run, tiny_report):
     assert tiny_report["artifacts"]["int8"]["xnnpack"]["xnnpack_partitions"] == 1
     assert tiny_report["latency"]["xnnpack_warnings"] == []
     assert "| `model_int8.tflite` | 1 |" in (tiny_run / "report.md").read_text()
+
+
+def test_hard_swish_is_found_in_a_model_loaded_from_a_file(families, tmp_path):
+    """A model read back from .keras (--model PATH, a resumed build) spells its constants as keyword arguments."""
+    from edgeclf.toolchain._tf import keras
+    from edgeclf.toolchain.export import xnnpack_graph
+
+    _, members, _ = families
+    member = next(m for m in members if m.name == "mobilenet_v3_small")
+    member.save(tmp_path / "model.keras")
+    loaded = keras().models.load_model(tmp_path / "model.keras", compile=False)
+    with xnnpack_graph(member, integer=True) as built, xnnpack_graph(loaded, integer=True) as read_back:
+        pass
+    assert read_back == built and built["hard_swish"] > 0
