@@ -48,16 +48,20 @@ def test_a_page_left_out_of_the_navigation_or_a_broken_link_fails_the_build(tmp_
 
 
 def _shell_lines(page: Path) -> list[tuple[int, str]]:
-    """(line number, command line) of every ```bash/```sh/```console block, continuations joined."""
-    lines, inside, pending = [], False, ""
+    """(line number, command line) of every ```bash/```sh/```console block (in a console block only the `$ ` lines),
+    continuations joined."""
+    lines, inside, console, pending = [], False, False, ""
     for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
         if not inside:
-            inside = bool(SHELL_BLOCK.match(line))
+            match = SHELL_BLOCK.match(line)
+            inside, console = bool(match), bool(match) and match.group(1) == "console"
             continue
         if FENCE.match(line):
             inside = False
             continue
         text = line.strip()
+        if console and not pending and not text.startswith("$ "):
+            continue  # a console block's output lines
         if text.startswith("$ "):
             text = text[2:]
         if text.endswith("\\"):
@@ -132,10 +136,15 @@ def test_every_command_shown_exists_with_the_options_it_shows():
     targets = _make_targets()
     for page in PAGES:
         for number, line in _shell_lines(page):
-            for command in _commands(line):
+            where = f"{page.relative_to(ROOT)}:{number}"
+            try:
+                commands = _commands(line)
+            except ValueError as exc:  # an unclosed quote: the line would not run either
+                problems.append(f"{where}: not a shell command line ({exc})")
+                continue
+            for command in commands:
                 command = command[1:] if command[0] == "sudo" and len(command) > 1 else command
                 program = Path(command[0]).name
-                where = f"{page.relative_to(ROOT)}:{number}"
                 if program == "edgeclf":
                     seen += 1
                     problems += [f"{where}: {p}" for p in check_edgeclf(command[1:])]
