@@ -278,6 +278,7 @@ class _Hold:
         self.started = self.renewed = time.monotonic()
         self.stopped_at: float | None = None
         self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
         self.frames = 0
         self.skipped = 0  # ticks with no new frame from the source (a slow camera): nothing written twice
 
@@ -299,6 +300,7 @@ class Camera:
         self._serial = 0
         self._preview: tuple[int, bytes] | None = None
         self._hold: _Hold | None = None
+        self._last_hold: _Hold | None = None
         self._hold_lock = threading.Lock()
         self.error: str | None = None
         self.closed = threading.Event()
@@ -403,24 +405,33 @@ class Camera:
 
     # --- capturing -----------------------------------------------------------------------------------
     def snap(self, label: str) -> dict:
-        """One frame into `label` (a tap, a key press in the terminal)."""
-        self.start_hold(label)
-        return self.stop_hold()
+        """Exactly one frame into `label` (a key press in the terminal), however long writing takes."""
+        self.folder.label(label)
+        self.stop_hold()
+        frame = self._frame_now()
+        self._enqueue(label, frame[1], self.folder.begin(label))
+        return {"label": label, "frames": 1}
+
+    def _frame_now(self) -> tuple[int, np.ndarray]:
+        frame = self.latest(timeout=5.0)
+        if frame is None:
+            raise CollectError(f"no frame from {self.name} yet{': ' + self.error if self.error else ''}; "
+                               "check the source.")
+        return frame
 
     def start_hold(self, label: str) -> dict:
         """Writes the newest frame now, then one every 1/rate s until stop_hold (or the lease runs out)."""
         self.folder.label(label)
         self.stop_hold()
-        frame = self.latest(timeout=5.0)
-        if frame is None:
-            raise CollectError(f"no frame from {self.name} yet{': ' + self.error if self.error else ''}; "
-                               "check the source.")
+        frame = self._frame_now()
         hold = _Hold(label, self.folder.begin(label))
         with self._hold_lock:
-            self._hold = hold
+            self._hold = self._last_hold = hold
         self._enqueue(label, frame[1], hold.files)
         hold.frames = 1
-        threading.Thread(target=self._record, args=(hold, frame[0]), name="edgeclf-collect-hold", daemon=True).start()
+        hold.thread = threading.Thread(target=self._record, args=(hold, frame[0]), name="edgeclf-collect-hold",
+                                       daemon=True)
+        hold.thread.start()
         return {"label": label, "holding": True}
 
     def renew(self) -> bool:
@@ -438,7 +449,7 @@ class Camera:
         hold.stopped_at = time.monotonic()
         hold.stop.set()
         return {"label": hold.label, "frames": hold.frames, "skipped": hold.skipped,
-                "seconds": round(hold.stopped_at - hold.started, 3)}
+                "seconds": hold.stopped_at - hold.started}
 
     def _record(self, hold: _Hold, last_serial: int) -> None:
         """Ticks at started + k/rate (k = 1, 2, ...): a tick due before the release writes the newest frame."""
@@ -462,20 +473,26 @@ class Camera:
                 hold.frames += 1
             tick += 1
 
-    def undo(self) -> dict:
+    def settle(self) -> None:
+        """Ends any hold and waits until its last frame is on disk."""
         self.stop_hold()
+        last = self._last_hold
+        if last is not None and last.thread is not None:
+            last.thread.join(timeout=5)  # a tick due before the release may still be queueing its frame
         self.flush()
+
+    def undo(self) -> dict:
+        self.settle()
         return self.folder.undo()
 
     def state(self) -> dict:
         with self._hold_lock:
-            holding = self._hold.label if self._hold else None
+            holding, held = (self._hold.label, self._hold.frames) if self._hold else (None, 0)
         return {**self.folder.state(), "source": self.name, "rate": self.options.rate, "holding": holding,
-                "error": self.error}
+                "held": held, "error": self.error}
 
     def close(self) -> None:
-        self.stop_hold()
-        self.flush()
+        self.settle()
         self.closed.set()
         with self._write_condition:
             self._write_condition.notify_all()
@@ -557,6 +574,8 @@ class CollectServer:
         path = handler.path.split("?", 1)[0]
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(min(length, 4096)) if length else b""
+        if length > 4096:  # the rest is unread: this connection cannot carry another request
+            handler.close_connection = True
         if not handler.headers.get("Content-Type", "").startswith("application/json") or not _same_origin(handler):
             _send(handler, HTTPStatus.FORBIDDEN, "text/plain", b"only the page itself may change files\n")
             return
@@ -650,7 +669,8 @@ def _send_json(handler: BaseHTTPRequestHandler, data: dict, status: HTTPStatus =
 TERMINAL_HELP = "keys: 1-9 capture one frame into that class, u undo the last capture, q quit"
 
 
-def run_terminal(camera: Camera, stdin: IO = sys.stdin, say: Callable[[str], None] = print) -> None:
+def run_terminal(camera: Camera, stdin: IO = sys.stdin, say: Callable[[str], None] = print,
+                 stop: threading.Event | None = None) -> None:
     """Keys 1-9 capture into the nth class, u undoes, q (or Ctrl-D) quits; over SSH, no browser needed.
 
     The terminal is switched to cbreak mode (keys arrive without Enter, Ctrl-C still stops) and restored.
@@ -665,7 +685,7 @@ def run_terminal(camera: Camera, stdin: IO = sys.stdin, say: Callable[[str], Non
         tty.setcbreak(fd)  # before the help: keys typed once it shows arrive one by one, unechoed
         say("classes: " + ", ".join(f"{i + 1} {label}" for i, label in enumerate(labels[:9])))
         say(TERMINAL_HELP)
-        while camera.error is None:
+        while camera.error is None and not (stop is not None and stop.is_set()):
             ready, _, _ = select.select([fd], [], [], 0.5)
             if not ready:
                 continue
@@ -673,14 +693,13 @@ def run_terminal(camera: Camera, stdin: IO = sys.stdin, say: Callable[[str], Non
             if key in ("q", "\x04", ""):
                 break
             if key == "u":
-                camera.flush()
                 undone = camera.undo()
                 say(f"undo: removed {undone['removed']} from {undone['label']}   {_counts(camera)}" if undone["label"]
                     else "undo: nothing to undo")
             elif key.isdigit() and 1 <= int(key) <= min(9, len(labels)):
                 label = labels[int(key) - 1]
                 camera.snap(label)
-                camera.flush()
+                camera.settle()
                 say(f"{label}: +1   {_counts(camera)}")
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
@@ -759,7 +778,7 @@ def run_collect(out: str, source: str | None = None, labels: str | None = None, 
     server = None
     try:
         if terminal:
-            run_terminal(camera, stdin, say)
+            run_terminal(camera, stdin, say, stop)
         else:
             server = CollectServer(address[0], address[1], folder, camera, store, auth)
             say(f"serving {server.url}" + (" (password required)" if auth is not None and auth.required else ""))
