@@ -218,9 +218,12 @@ def test_password_off_loopback(tmp_path):
     (["--out", "{tmp}/p", "--source", "{tmp}/missing.mp4", "--serve", "127.0.0.1:0"], "no such file"),
     (["--out", "{tmp}/p", "--review", "{tmp}/missing", "--serve", "127.0.0.1:0"], "no such folder"),
     (["--out", "{clip}", "--source", "{clip}"], "is a file"),
+    (["--out", "{tmp}/p", "--source", "{clip}"], "no terminal to read keys from and no display"),
 ])
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, clip, args, message, monkeypatch):
     monkeypatch.delenv("EDGECLF_WEB_PASSWORD", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     result = CliRunner().invoke(cli, ["collect", *(a.format(tmp=tmp_path, clip=clip) for a in args)])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "p").exists()

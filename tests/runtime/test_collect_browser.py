@@ -151,6 +151,33 @@ def test_tap_hold_keys_undo_and_new_class(browser, tmp_path):
     assert survey["classes"] == ["bird", "cat", "dog"] and survey["skipped"] == []
 
 
+def test_touch_on_a_phone(browser, tmp_path):
+    """A finger, not a mouse: a tap is one frame, a touch held for a second records (pointer events)."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=75, size=(320, 240))
+    photos = tmp_path / "photos"
+    collect = Collect("--source", str(clip), "--out", str(photos), "--labels", "cat,dog", "--rate", str(RATE))
+    try:
+        context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+        page = context.new_page()
+        page.goto(collect.url)
+        page.wait_for_selector('.cls[data-label="dog"]')
+        page.tap('.cls[data-label="cat"]')
+        _wait_count(page, "cat", 1)
+        box = page.locator('.cls[data-label="dog"]').bounding_box()
+        point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+        touch = context.new_cdp_session(page)
+        touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
+        page.wait_for_timeout(1000)
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        held = _settled(page, "dog")
+        assert abs(held - 1.0 * RATE) <= 1, held
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits the phone's width
+        summary = collect.stop()
+    finally:
+        collect.kill()
+    assert summary["counts"] == {"cat": 1, "dog": held} == {k: len(jpegs(photos / k)) for k in ("cat", "dog")}
+
+
 def test_killed_mid_hold_leaves_only_whole_jpegs(browser, tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=75, size=(640, 480))
     photos = tmp_path / "photos"
