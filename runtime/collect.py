@@ -520,6 +520,7 @@ class CollectServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 30  # seconds a client may stall a request (or a stream) before its connection is closed
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -161,6 +161,7 @@ class ReviewStore:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self._cache: tuple[int, list[dict]] | None = None
         if not self.folder.is_dir():
             raise ReviewError(f"--review {self.folder}: no such folder. Pass the folder given to "
                               "`edgeclf camera ... --review DIR`.")
@@ -171,7 +172,17 @@ class ReviewStore:
         return self.folder / f"{name}{suffix}"
 
     def items(self) -> list[dict]:
-        """Complete items (image and sidecar), oldest first, each with the model's guess."""
+        """Complete items (image and sidecar), oldest first, each with the model's guess.
+
+        Read again only when the folder changed (its mtime): the page asks every second, and a folder
+        near its cap holds thousands of sidecars.
+        """
+        try:
+            stamp = self.folder.stat().st_mtime_ns
+        except OSError:
+            return []
+        if self._cache is not None and self._cache[0] == stamp:
+            return self._cache[1]
         items = []
         for sidecar in sorted(self.folder.glob("*.json")):
             name = sidecar.stem
@@ -185,6 +196,7 @@ class ReviewStore:
             items.append({"name": name, "reason": data.get("reason"), "time": data.get("time"),
                           "guess": top[0]["label"] if top else None, "score": top[0]["score"] if top else None,
                           "top_k": top, "model": (data.get("model") or {}).get("file")})
+        self._cache = (stamp, items)
         return items
 
     def image(self, name: str) -> bytes | None:
@@ -200,6 +212,7 @@ class ReviewStore:
             raise ReviewError(f"no review frame {name!r} (already assigned or discarded).")
         target = photos.adopt(label, image, f"{name}.jpg")
         self._path(name, ".json").unlink(missing_ok=True)
+        self._cache = None  # a change within the file system's timestamp tick would not move the mtime
         return {"name": name, "label": label, "file": str(target)}
 
     def discard(self, name: str) -> dict:
@@ -208,4 +221,5 @@ class ReviewStore:
             raise ReviewError(f"no review frame {name!r} (already assigned or discarded).")
         image.unlink()
         self._path(name, ".json").unlink(missing_ok=True)
+        self._cache = None
         return {"name": name, "discarded": True}
