@@ -30,6 +30,7 @@ from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.folder import is_visible
 from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS
+from edgeclf.runtime.serve import send_body as _send
 from edgeclf.runtime.sources import FrameGrabber, Source, SourceError, open_source, play_file
 
 PAGE_FILE = Path(__file__).with_name("collect.html")
@@ -650,15 +651,6 @@ def _same_origin(handler: BaseHTTPRequestHandler) -> bool:
     if origin is None:
         return True  # not sent by a browser's cross-site request (scripts, curl)
     return origin.split("://", 1)[-1].rstrip("/") == (handler.headers.get("Host") or "")
-
-
-def _send(handler: BaseHTTPRequestHandler, status: HTTPStatus, kind: str, body: bytes) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", kind)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Cache-Control", "no-store")
-    handler.end_headers()
-    handler.wfile.write(body)
 
 
 def _send_json(handler: BaseHTTPRequestHandler, data: dict, status: HTTPStatus = HTTPStatus.OK) -> None:

@@ -129,12 +129,7 @@ class LiveServer:
                 return False
 
             def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                send_body(self, status, kind, body)
 
         self._server = _BoundedServer((host, port), Handler, max_connections or viewers + SPARE_CONNECTIONS)
         self.address = self._server.server_address[:2]
@@ -246,6 +241,16 @@ class ServeSink(Sink):
 
     def summary(self) -> dict:
         return self.server.summary()
+
+
+def send_body(handler: BaseHTTPRequestHandler, status: HTTPStatus, kind: str, body: bytes) -> None:
+    """One whole response, never cached: what every page edgeclf serves answers with."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", kind)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def parse_address(text: str) -> tuple[str, int]:
