@@ -411,5 +411,7 @@ def test_a_webhook_makes_a_folder_play_in_real_time_by_default(tiny_float32, tmp
     assert result.exit_code == 0, result.output
     summary = _summary(result.output)
     assert summary["classified"] + summary["dropped"] == 8
-    assert summary["seconds"] >= 7 / 20  # a correctness bound: eight frames at 20 FPS span 0.35 s at least
+    # A correctness bound, not a speed figure: the eighth frame is due 7/20 s after the first, and the
+    # loop's clock starts after the reader's first frame (under qemu, tens of ms later): allow one frame.
+    assert summary["seconds"] >= 6 / 20
     assert summary["changes"] >= 1 and summary["sinks"]["webhook"]["pending"] == summary["changes"]  # none delivered
