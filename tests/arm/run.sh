@@ -39,7 +39,7 @@ install_commands() {
     arm64-trixie) echo "test -x $1/bin/python || python3 -m venv $1
       $1/bin/pip install -q . pytest" ;;
     armhf-bookworm) echo "test -x $1/bin/python || python3 -m venv --system-site-packages $1
-      $1/bin/pip install -q tflite-runtime==2.14.0 click pyyaml flatbuffers pytest
+      $1/bin/pip install -q tflite-runtime==2.14.0 click pyyaml flatbuffers paho-mqtt pytest
       $1/bin/pip install -q --no-deps ." ;;
   esac
 }
