@@ -105,6 +105,8 @@ def test_rewritten_graph_computes_the_same_function(families):
         np.testing.assert_allclose(after, before, rtol=0, atol=1e-5, err_msg=member.name)
         if member.name in ("mobilenet_v3_small", "mobilenet_v3_large"):
             assert rewritten["hard_swish"] > 0, member.name
+            # converted on its own, every hard-swish's 1/6 goes into the kernels after it
+            assert rewritten["hard_swish_folded"] == rewritten["hard_swish"], (member.name, rewritten)
         if member.name == "efficientnet_b0":
             assert rewritten["reshape"] == 16
         assert member(pixels, training=False).numpy() == pytest.approx(before, abs=0)  # restored afterwards
@@ -146,3 +148,23 @@ def test_hard_swish_is_found_in_a_model_loaded_from_a_file(families, tmp_path):
     with xnnpack_graph(member, integer=True) as built, xnnpack_graph(loaded, integer=True) as read_back:
         pass
     assert read_back == built and built["hard_swish"] > 0
+
+
+def test_folded_hard_swish_is_two_int8_ops_in_one_partition(families):
+    """A MobileNetV3 converted on its own: each hard-swish is x * relu6(x + 3) (ADD, MUL) with its 1/6 in the
+    next kernels, one XNNPACK partition. (In `families` the members are nested, so their hard-swishes keep the
+    three-op form: both forms are checked.)"""
+    from edgeclf.runtime.flatbuffer import read_structure
+    from edgeclf.toolchain.export import convert_float32, convert_int8, xnnpack_graph
+
+    _, members, images = families
+    member = next(m for m in members if m.name == "mobilenet_v3_small")
+    with xnnpack_graph(member, integer=True) as rewritten:
+        pass
+    content = convert_int8(member, images)
+    ops, float_ops = read_structure(content).op_counts(), read_structure(convert_float32(member)).op_counts()
+    # float32 keeps one HARD_SWISH each; int8 has one ADD and one MUL in its place (three-op form: two MULs)
+    assert float_ops["HARD_SWISH"] == rewritten["hard_swish"] and "HARD_SWISH" not in ops
+    assert ops["MUL"] - float_ops["MUL"] == ops["ADD"] - float_ops["ADD"] == rewritten["hard_swish"], (ops, float_ops)
+    delegation = read(content)
+    assert delegation.one_partition and set(delegation.outside) <= {"QUANTIZE", "SOFTMAX"}, delegation.summary()
