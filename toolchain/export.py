@@ -145,7 +145,8 @@ def xnnpack_graph(model: Any, integer: bool) -> Iterator[Any]:
             if plan is not None and not {id(l) for l, _ in plan} & {id(l) for l, _, _ in kernels}:
                 for reader, attribute in plan:  # W/6 read by a layer that received 6x: the same outputs
                     kernels.append((reader, attribute, getattr(reader, attribute)))
-                    object.__setattr__(reader, attribute, tf().convert_to_tensor(kernels[-1][2]) * (1 / 6))
+                    scaled = tf().convert_to_tensor(kernels[-1][2]) * (1 / 6)  # in the layer's compute dtype,
+                    object.__setattr__(reader, attribute, tf().cast(scaled, reader.compute_dtype))  # as its variable reads
                 layer._merge_function = _hard_swish_times_six
                 counts["hard_swish_folded"] += 1
             else:
