@@ -26,6 +26,9 @@ class Notifier:
     def __init__(self, address: str) -> None:
         self.address = "\0" + address[1:] if address.startswith("@") else address
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # A unix datagram receiver queues only net.unix.max_dgram_qlen (10) messages: a blocking send to
+        # a reader that falls behind would stop this sink's thread, and STOPPING=1 with it. Never wait.
+        self._socket.setblocking(False)
         self._lock = threading.Lock()
         self.sent = 0
         self.failed = 0

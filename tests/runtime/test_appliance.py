@@ -333,8 +333,17 @@ def test_camera_speaks_sd_notify_and_stops_pinging_when_the_source_stalls(tiny_i
         while listener.pings(since=resumed) == 0 and time.monotonic() < resumed + 5:
             listener.collect(0.2)
         assert listener.pings(since=resumed) >= 1  # frames again: pings again
-        process.send_signal(signal.SIGTERM)  # systemctl stop
+        # systemctl stop; keep reading meanwhile, as systemd does (a unix datagram socket queues only 10
+        # messages, and under qemu the shutdown takes seconds of pings)
+        def read_until_exit() -> None:
+            while process.poll() is None:
+                listener.collect(0.2)
+
+        reader = threading.Thread(target=read_until_exit, daemon=True)
+        process.send_signal(signal.SIGTERM)
+        reader.start()
         out, err = process.communicate(timeout=30)
+        reader.join(5)
         listener.collect(0.3)
     finally:
         if process.poll() is None:
