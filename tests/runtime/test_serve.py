@@ -41,22 +41,25 @@ class LiveTestCard:
         pass
 
 
-@pytest.fixture()
-def live_server(tiny_int8):
-    server = LiveServer("127.0.0.1", 0)
+def _serving(server: LiveServer, model_path, frames: int = 1):
+    """Yields `server` fed by the camera loop on a live test card once it has published `frames` frames."""
     done = threading.Event()
-    model = Model(tiny_int8)
     thread = threading.Thread(target=run_stream, daemon=True, kwargs=dict(
-        model=model, source=LiveTestCard(), options=StreamOptions(), sinks=Sinks([ServeSink(server)]),
+        model=Model(model_path), source=LiveTestCard(), options=StreamOptions(), sinks=Sinks([ServeSink(server)]),
         stop=done.is_set))
     thread.start()
     deadline = time.time() + 10
-    while server.status()["result"] is None and time.time() < deadline:
+    while server.status()["frames"] < frames and time.time() < deadline:
         time.sleep(0.05)
     yield server
     done.set()
     thread.join(timeout=5)
     server.close()
+
+
+@pytest.fixture()
+def live_server(tiny_int8):
+    yield from _serving(LiveServer("127.0.0.1", 0), tiny_int8)
 
 
 def _get(server, path, method="GET"):
@@ -148,18 +151,7 @@ def guarded_server(tiny_int8):
 
     server = LiveServer("127.0.0.1", 0, auth=WebAuth("correct horse"), viewers=2, max_connections=6,
                         request_timeout=1.0)
-    done = threading.Event()
-    thread = threading.Thread(target=run_stream, daemon=True, kwargs=dict(
-        model=Model(tiny_int8), source=LiveTestCard(), options=StreamOptions(), sinks=Sinks([ServeSink(server)]),
-        stop=done.is_set))
-    thread.start()
-    deadline = time.time() + 10
-    while server.status()["frames"] < 3 and time.time() < deadline:
-        time.sleep(0.05)
-    yield server
-    done.set()
-    thread.join(timeout=5)
-    server.close()
+    yield from _serving(server, tiny_int8, frames=3)
 
 
 def _authorized_get(server, path, password="correct horse"):
