@@ -827,11 +827,9 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
     if systemd:
         stop_on_sigterm()
         outputs.append(systemd)
-    stop_requests: list = []
     if display:
-        outputs.append(WindowSink(lambda: stop_requests[0].set()))
+        outputs.append(WindowSink())
     sinks = Sinks(outputs + actions + ([review] if review else []))
-    stop_requests.append(sinks.stop_requested)
     try:
         summary = run_stream(model, played, options, sinks)
     except StreamOptionError as exc:

@@ -74,9 +74,6 @@ class WindowSink(Sink):
     name = "window"
     wants_frames = True
 
-    def __init__(self, request_stop) -> None:
-        self._request_stop = request_stop
-
     def handle(self, result: FrameResult) -> None:
         import cv2
 
@@ -84,8 +81,8 @@ class WindowSink(Sink):
         if frame is None:
             return
         cv2.imshow("edgeclf camera", frame)
-        if cv2.waitKey(1) & 0xFF == ord("q"):
-            self._request_stop()
+        if cv2.waitKey(1) & 0xFF == ord("q") and self.controls is not None:
+            self.controls.stop_requested.set()
 
     def close(self) -> None:
         import cv2
