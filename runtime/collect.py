@@ -29,7 +29,7 @@ import numpy as np
 from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.folder import is_visible
-from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS
+from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, load_image
 from edgeclf.runtime.serve import send_body as _send
 from edgeclf.runtime.sources import FrameGrabber, Source, SourceError, open_source, play_file
 
@@ -227,8 +227,11 @@ class PhotoFolder:
         except OSError:
             write_atomically(target, source.read_bytes())
             source.unlink()
-        image = cv2.imread(str(target))
-        self._added(label, target, thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) if image is not None else b"", None)
+        try:  # through the one decode with the pixel budget: a review folder is anybody's files
+            thumb = thumbnail(load_image(target))
+        except ImageError:
+            thumb = b""
+        self._added(label, target, thumb, None)
         return target
 
     def _added(self, label: str, path: Path, thumb: bytes, files: list[Path] | None) -> None:
