@@ -189,7 +189,7 @@ class PicameraSource:
         self._camera.configure(self._camera.create_video_configuration(**streams))
         self._camera.start()
         self.scaler_crop = None
-        region = roi if roi is not None else _centred_square(size) if center_crop else None
+        region = roi if roi is not None else centred_square(size) if center_crop else None
         if self.lores and region is not None:
             self.scaler_crop = _sensor_rectangle(region, size, self._camera.capture_metadata()["ScalerCrop"])
             self._camera.set_controls({"ScalerCrop": self.scaler_crop})
@@ -217,7 +217,8 @@ class PicameraSource:
         self._camera.close()
 
 
-def _centred_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+def centred_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred square of a (width, height) frame as x, y, w, h: what --center-crop classifies."""
     side = min(size)
     return (size[0] - side) // 2, (size[1] - side) // 2, side, side
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import FrameResult, Sinks
-from edgeclf.runtime.sources import FrameGrabber, Source
+from edgeclf.runtime.sources import FrameGrabber, Source, centred_square
 from edgeclf.runtime.state import UNKNOWN, Debouncer
 
 STAGES = ("capture", "preprocess", "invoke", "post")
@@ -75,9 +75,8 @@ def crop(image: np.ndarray, options: StreamOptions) -> np.ndarray:
                                     "Choose a region inside the frame.")
         return image[y:y + h, x:x + w]
     if options.center_crop:
-        side = min(image.shape[:2])
-        top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
-        return image[top:top + side, left:left + side]
+        left, top, width, height = centred_square((image.shape[1], image.shape[0]))
+        return image[top:top + height, left:left + width]
     return image
 
 
