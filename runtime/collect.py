@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -30,6 +30,7 @@ from edgeclf.runtime.errors import UserError
 from edgeclf.runtime.files import write_atomically
 from edgeclf.runtime.folder import is_visible
 from edgeclf.runtime.preprocess import IMAGE_EXTENSIONS, ImageError, load_image
+from edgeclf.runtime.serve import BOUNDARY, DEFAULT_VIEWERS, BoundedHTTPServer, write_part
 from edgeclf.runtime.serve import send_body as _send
 from edgeclf.runtime.sources import FrameGrabber, Source, SourceError, open_source, play_file
 
@@ -40,7 +41,11 @@ PREVIEW_SIDE = 480  # the live view's longer side in pixels: enough to aim, chea
 RECENT = 8  # thumbnails the page shows
 UNDO_DEPTH = 50  # captures that undo can take back, newest first
 RESERVED_LABELS = ("train", "val", "test")  # split folder names: a class named so would turn the folder into splits
-BOUNDARY = b"edgeclf-frame"
+# The page's server: a browser opens up to 6 connections to one host (the grid loads thumbnails in parallel),
+# so 32 serve a few phones and laptops at once; a connection that stalls (or idles between keep-alive
+# requests) for 30 s is closed.
+MAX_CONNECTIONS = 32
+REQUEST_TIMEOUT_S = 30.0
 
 
 class CollectError(UserError, ValueError):
@@ -513,18 +518,20 @@ class CollectServer:
 
     Serves only its own paths; review images only by the names the review store lists. Requests that
     change files must be same-origin JSON (a page on another site cannot post them), and, off
-    loopback, carry the password (`auth`, runtime/webauth.py).
+    loopback, carry the password (`auth`, runtime/webauth.py). Runs on the camera view's
+    `BoundedHTTPServer`: at most `viewers` live views, `max_connections` connections in all, and
+    connections that stall (or sit idle between keep-alive requests) for `request_timeout` seconds closed.
     """
 
     def __init__(self, host: str, port: int, folder: PhotoFolder, camera: Camera | None = None,
-                 review: Any = None, auth: Any = None) -> None:
+                 review: Any = None, auth: Any = None, viewers: int = DEFAULT_VIEWERS,
+                 max_connections: int = MAX_CONNECTIONS, request_timeout: float = REQUEST_TIMEOUT_S) -> None:
         self.folder, self.camera, self.review, self.auth = folder, camera, review, auth
         self.closed = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            timeout = 30  # seconds a client may stall a request (or a stream) before its connection is closed
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -537,16 +544,25 @@ class CollectServer:
                 if server._allowed(self):
                     server._post(self)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer((host, port), Handler, viewers, max_connections, request_timeout,
+                                         name="edgeclf-collect-serve")
         self.address = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="edgeclf-collect-serve", daemon=True)
-        self._thread.start()
+        self._server.start()
 
     @property
     def url(self) -> str:
         host = self.address[0]
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.address[1]}/"
+
+    @property
+    def refused(self) -> int:
+        """Connections closed on accept because `max_connections` were open."""
+        return self._server.refused
+
+    @property
+    def busy(self) -> int:
+        """Live views turned away with 503."""
+        return self._server.busy
 
     def _allowed(self, handler: BaseHTTPRequestHandler) -> bool:
         if self.auth is not None and not self.auth.check(handler.headers):
@@ -624,29 +640,29 @@ class CollectServer:
         return None
 
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(HTTPStatus.OK)
-        handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
-        handler.send_header("Cache-Control", "no-store")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
         handler.close_connection = True
-        serial = 0
-        try:
-            while not self.closed.is_set() and self.camera is not None and not self.camera.closed.is_set():
-                preview = self.camera.preview(serial)
-                if preview is None:
-                    continue
-                serial, jpeg = preview
-                handler.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                    + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                handler.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            return
+        with self._server.stream(handler) as admitted:
+            if not admitted:
+                return
+            handler.send_response(HTTPStatus.OK)
+            handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+            handler.send_header("Cache-Control", "no-store")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            serial = 0
+            try:
+                while not self.closed.is_set() and self.camera is not None and not self.camera.closed.is_set():
+                    preview = self.camera.preview(serial)
+                    if preview is None:
+                        continue
+                    serial, jpeg = preview
+                    write_part(handler, jpeg)
+            except OSError:
+                return  # the viewer went away or stopped reading (socket timeout)
 
     def close(self) -> None:
         self.closed.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def _same_origin(handler: BaseHTTPRequestHandler) -> bool:

@@ -2,10 +2,9 @@
 
 Serves exactly three paths: the page, the stream and a JSON status; nothing from the file system.
 Safe to leave running on a network: a password when one is set (runtime/webauth.py, required off
-loopback), at most `viewers` streams at once (the next one gets 503), a bounded number of connections
-in all (more are closed at once, so a client opening hundreds of idle sockets cannot use up threads or
-memory), and socket timeouts so that a silent or stalled client frees its place. A frame is annotated
-and JPEG-encoded only while someone watches the stream, once, and shared by every viewer.
+loopback) and the limits of `BoundedHTTPServer`, which every page edgeclf serves (this one and
+`edgeclf collect`'s) runs on. A frame is annotated and JPEG-encoded only while someone watches the
+stream, once, and shared by every viewer.
 """
 from __future__ import annotations
 
@@ -13,8 +12,10 @@ import json
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -40,19 +41,53 @@ REQUEST_TIMEOUT_S = 10.0  # a client must send its request, and keep reading the
 IDLE_STREAM_S = 30.0  # a stream with no new frame for this long is ended (the camera stalled)
 
 
-class _BoundedServer(ThreadingHTTPServer):
-    """A thread per connection, but at most `max_connections` at once: the others are closed on accept."""
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """The HTTP server under every page edgeclf serves: safe to leave running on a network.
+
+    A thread per connection, but at most `max_connections` at once: the others are closed on accept, so
+    a client that opens hundreds of idle sockets cannot use up threads or memory (the rest wait in the
+    kernel's bounded listen queue). Each connection's socket times out after `request_timeout` seconds
+    without progress, reading a request or writing a response, so a silent or stalled client (an idle
+    keep-alive connection too) frees its place. At most `viewers` streams at once (`stream`): the next
+    one gets 503 with Retry-After.
+
+    Args:
+        handler: the request handler class; its own `timeout` (if any) wins over `request_timeout`.
+        name: the serving thread's name (`start`).
+    """
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self.refused = 0
+    def __init__(self, address: tuple[str, int], handler: type, viewers: int = DEFAULT_VIEWERS,
+                 max_connections: int | None = None, request_timeout: float = REQUEST_TIMEOUT_S,
+                 name: str = "edgeclf-serve") -> None:
+        if viewers < 1:
+            raise ValueError(f"--serve-viewers must be >= 1; received {viewers}. Use e.g. --serve-viewers {DEFAULT_VIEWERS}.")
+        self.max_connections = max_connections or viewers + SPARE_CONNECTIONS
+        if self.max_connections <= viewers:
+            raise ValueError(f"max_connections must be more than the {viewers} viewer(s), so that a full house "
+                             f"can still load the page; received {self.max_connections}.")
+        self.max_viewers, self.request_timeout = viewers, request_timeout
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._lock = threading.Lock()
+        self.refused = 0  # connections closed on accept because max_connections were open
+        self.viewers = 0  # streams being served now
+        self.busy = 0  # viewers turned away with 503
         super().__init__(address, handler)
+        self._thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Serves in a thread of its own until `stop`."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
         if not self._slots.acquire(blocking=False):
-            self.refused += 1
+            with self._lock:
+                self.refused += 1
             self.shutdown_request(request)
             return
         try:
@@ -66,6 +101,38 @@ class _BoundedServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+        request.settimeout(self.request_timeout)  # before the handler reads a byte
+        super().finish_request(request, client_address)
+
+    @contextmanager
+    def stream(self, handler: BaseHTTPRequestHandler, first: Callable[[], None] | None = None) -> Iterator[bool]:
+        """A viewer's place for as long as the `with` block streams: yields True, or answers 503 and yields False
+        when `viewers` streams are being served. `first` runs (under the count's lock) for the first viewer."""
+        with self._lock:
+            full = self.viewers >= self.max_viewers
+            if full:
+                self.busy += 1
+            else:
+                self.viewers += 1
+                if self.viewers == 1 and first is not None:
+                    first()
+        if full:
+            body = f"{self.max_viewers} viewer(s) are watching, the most this server streams to; try again later\n"
+            handler.send_response(HTTPStatus.SERVICE_UNAVAILABLE)
+            handler.send_header("Content-Type", "text/plain; charset=utf-8")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Retry-After", "10")
+            handler.end_headers()
+            handler.wfile.write(body.encode())
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._lock:
+                self.viewers -= 1
 
 
 class LiveServer:
@@ -81,23 +148,17 @@ class LiveServer:
     def __init__(self, host: str, port: int, auth: WebAuth | None = None, viewers: int = DEFAULT_VIEWERS,
                  max_connections: int | None = None, request_timeout: float = REQUEST_TIMEOUT_S,
                  idle_stream: float = IDLE_STREAM_S) -> None:
-        if viewers < 1:
-            raise ValueError(f"--serve-viewers must be >= 1; received {viewers}. Use e.g. --serve-viewers 4.")
         self.auth = auth or WebAuth(None)
-        self.max_viewers, self._idle_stream = viewers, idle_stream
+        self._idle_stream = idle_stream
         self._condition = threading.Condition()
         self._jpeg: bytes | None = None
         self._status: dict = {"result": None, "fps": 0.0, "frames": 0}
         self._closed = False
-        self.viewers = 0  # streams being served now
         self.encoded = 0  # frames JPEG-encoded (only while someone watched)
-        self.busy = 0  # viewers turned away with 503
         self.unauthorized = 0  # requests answered 401
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            timeout = request_timeout  # socket timeout: reading the request and writing the stream
-
             def log_message(self, *args: object) -> None:  # quiet: the loop's output is JSON lines
                 pass
 
@@ -131,10 +192,9 @@ class LiveServer:
             def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
                 send_body(self, status, kind, body)
 
-        self._server = _BoundedServer((host, port), Handler, max_connections or viewers + SPARE_CONNECTIONS)
+        self._server = BoundedHTTPServer((host, port), Handler, viewers, max_connections, request_timeout)
         self.address = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="edgeclf-serve", daemon=True)
-        self._thread.start()
+        self._server.start()
 
     @property
     def url(self) -> str:
@@ -144,6 +204,20 @@ class LiveServer:
     def watching(self) -> bool:
         """True while at least one stream is open: only then are frames worth annotating and encoding."""
         return self.viewers > 0
+
+    @property
+    def viewers(self) -> int:
+        """Streams being served now."""
+        return self._server.viewers
+
+    @property
+    def max_viewers(self) -> int:
+        return self._server.max_viewers
+
+    @property
+    def busy(self) -> int:
+        """Viewers turned away with 503."""
+        return self._server.busy
 
     @property
     def refused(self) -> int:
@@ -172,54 +246,38 @@ class LiveServer:
                 "refused": self.refused, "password": self.auth.required}
 
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
-        with self._condition:
-            full = self.viewers >= self.max_viewers
-            if full:
-                self.busy += 1
-            else:
-                if self.viewers == 0:
-                    self._jpeg = None  # encoding was off while nobody watched: wait for a fresh frame
-                self.viewers += 1
-        if full:
-            body = f"{self.max_viewers} viewer(s) are watching, the most this camera serves; try again later\n"
-            handler.send_response(HTTPStatus.SERVICE_UNAVAILABLE)
-            handler.send_header("Content-Type", "text/plain; charset=utf-8")
-            handler.send_header("Content-Length", str(len(body)))
-            handler.send_header("Retry-After", "10")
-            handler.end_headers()
-            handler.wfile.write(body.encode())
-            return
-        try:
-            handler.send_response(HTTPStatus.OK)
-            handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
-            handler.send_header("Cache-Control", "no-store")
-            handler.end_headers()
-            last = None
-            while True:
-                with self._condition:
-                    since = time.monotonic()
-                    while (self._jpeg is None or self._jpeg is last) and not self._closed:
-                        if time.monotonic() - since > self._idle_stream:
-                            return  # no new frame for a long time: free the place
-                        self._condition.wait(1.0)
-                    if self._closed:
-                        return
-                    last = self._jpeg
-                handler.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                    + str(len(last)).encode() + b"\r\n\r\n" + last + b"\r\n")
-                handler.wfile.flush()
-        except OSError:
-            return  # the viewer went away or stopped reading (socket timeout)
-        finally:
+        def fresh() -> None:  # encoding was off while nobody watched: the first viewer waits for a new frame
             with self._condition:
-                self.viewers -= 1
+                self._jpeg = None
+
+        with self._server.stream(handler, first=fresh) as admitted:
+            if not admitted:
+                return
+            try:
+                handler.send_response(HTTPStatus.OK)
+                handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+                handler.send_header("Cache-Control", "no-store")
+                handler.end_headers()
+                last = None
+                while True:
+                    with self._condition:
+                        since = time.monotonic()
+                        while (self._jpeg is None or self._jpeg is last) and not self._closed:
+                            if time.monotonic() - since > self._idle_stream:
+                                return  # no new frame for a long time: free the place
+                            self._condition.wait(1.0)
+                        if self._closed:
+                            return
+                        last = self._jpeg
+                    write_part(handler, last)
+            except OSError:
+                return  # the viewer went away or stopped reading (socket timeout)
 
     def close(self) -> None:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 class ServeSink(Sink):
@@ -251,6 +309,13 @@ def send_body(handler: BaseHTTPRequestHandler, status: HTTPStatus, kind: str, bo
     handler.send_header("Cache-Control", "no-store")
     handler.end_headers()
     handler.wfile.write(body)
+
+
+def write_part(handler: BaseHTTPRequestHandler, jpeg: bytes) -> None:
+    """One JPEG of a multipart/x-mixed-replace stream (boundary BOUNDARY), sent at once."""
+    handler.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+    handler.wfile.flush()
 
 
 def parse_address(text: str) -> tuple[str, int]:

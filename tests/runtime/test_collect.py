@@ -195,6 +195,68 @@ def test_page_stream_and_thumbnails(collecting):
     assert status == 200 and cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR).shape[1] <= 96
 
 
+@pytest.fixture()
+def bounded(clip, tmp_path):
+    """A collect page with small limits: 1 live view, 4 connections, 1 s to send a request."""
+    folder = PhotoFolder(tmp_path / "photos", ("cat",))
+    camera = Camera(str(clip), folder, CollectOptions(rate=5))
+    server = CollectServer("127.0.0.1", 0, folder, camera, viewers=1, max_connections=4, request_timeout=1.0)
+    yield server
+    server.close()
+    camera.close()
+
+
+def _served_again(address, deadline_s: float = 15.0) -> int | None:
+    """The status of GET /state.json once the server takes a connection again (None: not within the deadline)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            return _get(address, "/state.json")[0]
+        except (ConnectionError, http.client.HTTPException, OSError):
+            time.sleep(0.2)
+    return None
+
+
+def test_hundreds_of_idle_sockets_cannot_exhaust_the_page(bounded):
+    import socket
+    import threading
+
+    before = threading.active_count()
+    idle = []
+    for _ in range(200):  # a bounded loop of connections that never send a request
+        sock = socket.socket()
+        sock.setblocking(False)  # the kernel's listen queue is full at times: do not wait for it
+        sock.connect_ex(bounded.address)
+        idle.append(sock)
+    time.sleep(0.5)
+    assert threading.active_count() - before <= 4  # at most max_connections handler threads
+    # Most were closed on accept; the ones taken time out after 1 s without a request; then the page serves again.
+    assert _served_again(bounded.address) == 200
+    assert bounded.refused > 0
+    for sock in idle:
+        sock.close()
+
+
+def test_idle_keep_alive_connections_time_out_and_one_live_view_at_a_time(bounded):
+    keep_alive = []
+    for _ in range(4):  # every place taken by a keep-alive connection that then sits idle
+        connection = http.client.HTTPConnection(*bounded.address, timeout=10)
+        connection.request("GET", "/state.json")
+        assert connection.getresponse().read().startswith(b"{")
+        keep_alive.append(connection)
+    assert _served_again(bounded.address) == 200  # the idle ones were closed after 1 s
+    connection = http.client.HTTPConnection(*bounded.address, timeout=10)
+    connection.request("GET", "/stream.mjpg")
+    stream = connection.getresponse()
+    assert stream.status == 200 and stream.readline() == b"--edgeclf-frame\r\n"
+    status, body = _get(bounded.address, "/stream.mjpg")
+    assert status == 503 and bounded.busy == 1  # a second live view waits for the first to end
+    stream.close()
+    connection.close()
+    for idle in keep_alive:
+        idle.close()
+
+
 def test_password_off_loopback(tmp_path):
     folder = PhotoFolder(tmp_path / "photos", ("cat",))
     server = CollectServer("127.0.0.1", 0, folder, auth=WebAuth("correct horse"))
