@@ -177,6 +177,7 @@ def install(name: str, config: str | os.PathLike, camera: click.Command, user: s
     content = spec.text().encode()
     unit.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(unit, content)
+    unit.chmod(0o644)  # as units are: write_atomically's temporary file is 0600, which systemd warns about
     record = {"name": name, "unit": str(unit), "sha256": _sha256(content), "config": str(config),
               "edgeclf": __version__}
     record_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,326 @@
+"""`edgeclf service install`'s unit under a real systemd (issue 30): the camera is restarted after `kill -9`, the
+watchdog restarts it when its camera stalls while the process lives, two named services run side by side,
+`service status` shows what systemd says, and `service uninstall` removes the unit.
+
+The test machine has no systemd as PID 1, so the test boots one: a Debian 12 root (tests/systemd/root.sh,
+built once with mmdebstrap) under `systemd-nspawn -b`, with a throwaway overlay over the root, this checkout
+and the venv bound read-only at their own paths (the unit's ExecStart is the venv's own `edgeclf`, as
+install writes it), and the host's network, so the service reads an MJPEG camera this test serves on
+loopback and can stall. Skipped, with one line saying why, where that cannot run: not root, no nspawn, no
+root image, no cgroup access for a container.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT_SH = Path(__file__).parent / "root.sh"
+WATCHDOG_S = 5  # what `service install --watchdog-sec` gets; the unit's RestartSec= is 5
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SRV = "/srv/edgeclf"  # the test's folder inside the container: configs, model, frames
+
+
+class MjpegCamera:
+    """An HTTP MJPEG camera on loopback that stalls on request: the connection stays open, no frame comes
+    (a network camera that hangs), so the camera process lives on without classifying anything."""
+
+    def __init__(self) -> None:
+        self.stalled = threading.Event()
+        self.stop = threading.Event()
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                count = 0
+                try:
+                    while not camera.stop.is_set():
+                        if camera.stalled.is_set():
+                            time.sleep(0.05)
+                            continue
+                        jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), count * 7 % 255, np.uint8))[1].tobytes()
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                         % (len(jpeg), jpeg))
+                        self.wfile.flush()
+                        count += 1
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _venv() -> tuple[Path, Path]:
+    """The venv the service runs from (the runtime-only one, as on a Pi, when it exists) and its base Python."""
+    runtime = REPO / ".venv-runtime"
+    venv = runtime if (runtime / "bin" / "edgeclf").is_file() else Path(sys.prefix)
+    home = next((line.split("=", 1)[1].strip() for line in (venv / "pyvenv.cfg").read_text().splitlines()
+                 if line.split("=", 1)[0].strip() == "home"), None)
+    if not (venv / "bin" / "edgeclf").is_file() or home is None:
+        pytest.skip(f"no venv with an edgeclf executable and a pyvenv.cfg at {venv}; run make install-runtime")
+    return venv, Path(home).parent
+
+
+def _host_runs_systemd() -> bool:
+    return Path("/run/systemd/system").is_dir() and Path("/proc/1/comm").read_text().strip() == "systemd"
+
+
+class OwnCgroup:
+    """A cgroup of its own (in each hierarchy nspawn uses) for the container where no systemd on the host makes
+    one: nspawn's payload/supervisor groups go below it, not into the host's root, and leave with it."""
+
+    def __init__(self, name: str) -> None:
+        base = Path("/sys/fs/cgroup")
+        hierarchies = ([base / "systemd", base / "unified"] if (base / "systemd" / "cgroup.procs").exists()
+                       else [base])  # hybrid (v1 name=systemd + v2), or the v2 tree alone
+        self.paths = [h / name for h in hierarchies if (h / "cgroup.procs").exists()]
+        if not self.paths:
+            pytest.skip(f"no cgroup hierarchy under {base} to run a container in (a container without cgroup access?)")
+        try:
+            for path in self.paths:
+                path.mkdir(exist_ok=True)
+        except OSError as exc:
+            self.remove()
+            pytest.skip(f"cannot create a cgroup for the container ({exc}); needs write access to {base}")
+
+    def enter(self) -> None:
+        """Moves the calling process (nspawn, before it starts) into the cgroup."""
+        for path in self.paths:
+            (path / "cgroup.procs").write_text("0")
+
+    def remove(self) -> None:
+        for path in self.paths:
+            for folder in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [path]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+
+class Container:
+    """A booted systemd-nspawn container; `run` executes a command in it (nsenter into its namespaces)."""
+
+    def __init__(self, root: Path, name: str, binds_ro: list[Path], srv: Path, log: Path) -> None:
+        self.name, self.log = name, log
+        command = [shutil.which("systemd-nspawn"), "-D", str(root), "--volatile=overlay", "-M", name, "-b",
+                   "--console=pipe", f"--bind={srv}:{SRV}", *[f"--bind-ro={p}" for p in binds_ro]]
+        self.cgroup = None
+        if not _host_runs_systemd():  # no machined or systemd to make a scope: nspawn stays in our cgroup
+            self.cgroup = OwnCgroup(name)
+            command[1:1] = ["--register=no", "--keep-unit"]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=self.cgroup.enter if self.cgroup else None)
+        self.leader = self._wait_for_init()
+
+    def _wait_for_init(self) -> int:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.close()
+                pytest.skip(f"systemd-nspawn could not boot the root here (exit {self.process.returncode}): "
+                            + " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:]))
+            for pid in self._descendants(self.process.pid):
+                try:
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                        return pid
+                except OSError:
+                    continue
+            time.sleep(0.1)
+        self.close()
+        pytest.fail(f"no systemd started in the container within 60 s; see {self.log}")
+
+    def wait_until_booted(self, timeout: float = 90) -> None:
+        """Until the container's systemd reached its default target (its private socket answers only once
+        it is up: until then systemctl cannot connect)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.run("systemctl", "is-system-running", "--wait", timeout=timeout, check=False)
+            state = done.stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the container's systemd is {state!r} after {timeout:.0f} s: {done.stderr.strip()}"
+                            f"\n{self.journal()}")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _descendants(pid: int) -> list[int]:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return []
+        return [int(c) for c in children] + [d for c in children for d in Container._descendants(int(c))]
+
+    def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(["nsenter", "-t", str(self.leader), "-a", "env", "-i", PATH, "LANG=C.UTF-8", *args],
+                              capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            pytest.fail(f"in the container, {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+                        f"\n{self.journal()}")
+        return done
+
+    def show(self, unit: str) -> dict[str, str]:
+        """systemctl show's properties of `unit` that the test follows."""
+        done = self.run("systemctl", "show", unit, "-p", "ActiveState,SubState,MainPID,NRestarts,StatusText,"
+                        "LoadState,Result")
+        return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+    def journal(self, unit: str | None = None, lines: int = 80) -> str:
+        """The journal of `unit` (its own lines and systemd's about it), or the last `lines` of the whole one."""
+        args = ["journalctl", "--no-pager", "-o", "short-monotonic"] + (["-u", unit] if unit else ["-n", str(lines)])
+        return self.run(*args, check=False).stdout
+
+    def wait_for(self, what: str, predicate, unit: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.25)
+        pytest.fail(f"{what}: not within {timeout:.0f} s. {unit} is {self.show(unit)}\n{self.journal(unit)}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # nspawn halts the container: its systemd stops the units
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.cgroup:
+            self.cgroup.remove()
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory, tiny_int8):
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("needs root on Linux: systemd-nspawn boots a container with its own systemd")
+    done = subprocess.run(["bash", str(ROOT_SH)], capture_output=True, text=True, timeout=1200)
+    if done.returncode == 3:
+        pytest.skip(done.stdout.strip().removeprefix("skipped: "))
+    assert done.returncode == 0, done.stdout + done.stderr
+    root = Path(done.stdout.strip().splitlines()[-1])
+    if not shutil.which("systemd-nspawn") or not shutil.which("nsenter"):
+        pytest.skip("systemd-nspawn (Debian's systemd-container) or nsenter (util-linux) is missing")
+    venv, python_home = _venv()
+    binds = [REPO]  # the editable install's code
+    if not venv.is_relative_to(REPO):
+        binds.append(venv)
+    if not python_home.is_relative_to("/usr"):  # a Python of its own (pyenv, /opt): at the same path inside
+        binds.append(python_home)
+    srv = tmp_path_factory.mktemp("srv")
+    shutil.copy(tiny_int8, srv / "model_int8.tflite")
+    frames = srv / "frames"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((48, 64, 3), 60 * i, np.uint8))
+    camera = MjpegCamera()
+    # A model path relative to the config, as a user writes it: the service resolves it from the config's folder.
+    (srv / "cam.yaml").write_text(yaml.safe_dump({"model": "model_int8.tflite", "source": camera.url,
+                                                  "events_only": True}))
+    (srv / "door.yaml").write_text(yaml.safe_dump({"model": f"{SRV}/model_int8.tflite", "source": f"{SRV}/frames",
+                                                   "loop": True, "realtime": True, "fps": 5, "events_only": True}))
+    log = tmp_path_factory.mktemp("nspawn") / "console.log"
+    box = Container(root, f"edgeclf-test-{os.getpid()}", binds, srv, log)
+    try:
+        box.wait_until_booted()
+        box.venv, box.camera, box.srv = venv, camera, srv
+        yield box
+    finally:
+        box.close()
+        camera.close()
+
+
+def _edgeclf(box: Container, *args: str) -> subprocess.CompletedProcess:
+    return box.run(str(box.venv / "bin" / "edgeclf"), *args)
+
+
+def test_systemd_restarts_the_camera_after_kill_9_and_when_its_camera_stalls(container):
+    box = container
+    cam, door = "edgeclf-cam.service", "edgeclf-door.service"
+    # install enables and starts the unit; `systemctl start` of a Type=notify unit returns after READY=1
+    installed = _edgeclf(box, "service", "install", "cam", "--config", f"{SRV}/cam.yaml", "--watchdog-sec",
+                         str(WATCHDOG_S))
+    assert f"enabled and started {cam}" in installed.stdout, installed.stdout
+    assert _edgeclf(box, "service", "install", "door", "--config", f"{SRV}/door.yaml").returncode == 0
+    first = box.show(cam)
+    assert (first["ActiveState"], first["SubState"], first["NRestarts"]) == ("active", "running", "0"), first
+    assert first["StatusText"].startswith("classifying at "), first  # STATUS= from the camera loop
+    assert box.run("systemctl", "is-enabled", cam).stdout.strip() == "enabled"  # started again at boot
+    assert box.run("stat", "-c", "%a", f"/etc/systemd/system/{cam}").stdout.strip() == "644"
+    complaints = [line for line in box.journal(lines=5000).splitlines() if f"/etc/systemd/system/{cam}" in line]
+    assert not complaints, complaints  # systemd read the unit without a warning (bad key, value or mode)
+    door_first = box.show(door)
+    assert door_first["ActiveState"] == "active" and int(door_first["MainPID"]) > 0, door_first
+
+    # kill -9: Restart=on-failure brings it back as a new process, READY again
+    box.run("bash", "-c", f"kill -9 {first['MainPID']}")  # bash's kill: the root has no procps
+    box.wait_for("restart after kill -9", lambda: (lambda s: s["NRestarts"] == "1" and s["ActiveState"] == "active"
+                 and s["MainPID"] not in ("0", first["MainPID"]))(box.show(cam)), cam)
+    second = box.show(cam)
+    journal = box.journal(cam)
+    assert "Main process exited, code=killed, status=9/KILL" in journal, journal
+    assert "Watchdog timeout" not in journal, journal
+
+    # The camera stalls (connection open, no frames): the process lives, the pings stop, the watchdog fires.
+    box.camera.stalled.set()
+    box.wait_for("watchdog timeout on the stalled camera", lambda: "Watchdog timeout" in box.journal(cam), cam,
+                 timeout=WATCHDOG_S + 60)
+    box.camera.stalled.clear()  # the restarted process finds frames again
+    journal = box.journal(cam)
+    assert f"Watchdog timeout (limit {WATCHDOG_S}s)!" in journal, journal
+    assert f"Killing process {second['MainPID']} (edgeclf) with signal SIGABRT" in journal, journal
+    box.wait_for("restart after the watchdog", lambda: (lambda s: s["NRestarts"] == "2" and s["ActiveState"] ==
+                 "active" and s["MainPID"] not in ("0", second["MainPID"]))(box.show(cam)), cam)
+
+    # The other service ran on, untouched: side by side, each restarted on its own.
+    door_now = box.show(door)
+    assert (door_now["MainPID"], door_now["NRestarts"], door_now["ActiveState"]) == (
+        door_first["MainPID"], "0", "active"), door_now
+
+    # service status: systemd's view while it runs; after a stop, the summary the camera printed on SIGTERM
+    shown = json.loads(_edgeclf(box, "service", "status", "cam", "--json").stdout)
+    assert shown["unit"] == cam and "active (running)" in shown["systemctl"] and "classifying at" in shown["systemctl"]
+    box.run("systemctl", "stop", cam)
+    stopped = box.show(cam)
+    assert (stopped["ActiveState"], stopped["Result"]) == ("inactive", "success"), stopped
+    shown = json.loads(_edgeclf(box, "service", "status", "cam", "--json").stdout)
+    assert "inactive (dead)" in shown["systemctl"], shown
+    assert shown["summary"]["ended"] == "interrupted" and shown["summary"]["sinks"]["systemd"]["ready"] is True, shown
+
+    # uninstall removes the unit from systemd; the other one stays until it is uninstalled too
+    removed = _edgeclf(box, "service", "uninstall", "cam")
+    assert f"removed /etc/systemd/system/{cam}" in removed.stdout, removed.stdout
+    assert box.show(cam)["LoadState"] == "not-found"
+    assert box.show(door)["ActiveState"] == "active"
+    _edgeclf(box, "service", "uninstall", "door")
+    gone = box.show(door)
+    assert (gone["LoadState"], gone["ActiveState"]) == ("not-found", "inactive"), gone
+    assert not box.run("ls", "/etc/systemd/system/multi-user.target.wants").stdout.count("edgeclf-")
