@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -41,6 +42,8 @@ QOS = 1
 QUEUE_CHANGES = 1000  # changes held while the broker is away; beyond it the oldest go, counted
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 8  # back-off between connection attempts: back within seconds
 ACK_WAIT_S = 5.0  # at the end of a run: how long queued changes and `offline` may take to be acknowledged
+STATS_TICK_S = 1.0  # the stats sink takes the frames' records at least this often (a short feed)
+STATS_SAMPLES = 10_000  # the newest frames per stage the stats' medians are taken over
 SNAPSHOT_WIDTH = 640  # the change's JPEG is scaled down to this width at most (Home Assistant shows a card)
 INSTALL_HINT = "--mqtt needs paho-mqtt: pip install paho-mqtt (edgeclf installs it; this environment lacks it)"
 _ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -514,34 +517,50 @@ class MqttSink(Sink):
 
 
 class MqttStatsSink(Sink):
-    """Every --mqtt-stats seconds: frame rate, median stage times and frames the model missed, over that window."""
+    """Every --mqtt-stats seconds: frame rate, median stage times and frames the model missed, over that window.
+
+    A periodic sink (sinks.Sink.period): it never costs the loop a queue put or a thread wake per frame; its
+    thread takes the frames' records in batches, at most STATS_TICK_S apart, and publishes every `stats_every`.
+    """
 
     name = "mqtt-stats"
 
     def __init__(self, bridge: MqttBridge, every: int = 1) -> None:
         self.bridge, self.every = bridge, every
-        self._window: list[dict] = []
+        stats_every = bridge.config.stats_every
+        self._ticks_per_window = max(1, math.ceil(stats_every / STATS_TICK_S))
+        self.period = stats_every / self._ticks_per_window  # the window in equal ticks, each STATS_TICK_S at most
+        self._ticks = 0
+        self._ms: dict[str, deque] = {}
         self._dropped = 0
         self._previous: tuple[int, int] | None = None  # (frame index, pause/resume count) of the last frame seen
+        self._frames_at_start = 0
         self._started = time.monotonic()
 
-    def handle(self, result: FrameResult) -> None:
-        index, commands = result.record["frame"], self.bridge.pause_commands
+    def tick(self, records: list[dict], frames: int) -> None:
+        for record in records:
+            self._take(record)
+        self._ticks += 1
+        if self._ticks % self._ticks_per_window == 0:
+            now = time.monotonic()
+            self.bridge.publish_stats(self._stats(now, frames))
+            self._ms, self._dropped, self._started, self._frames_at_start = {}, 0, now, frames
+
+    def _take(self, record: dict) -> None:
+        index, commands = record["frame"], self.bridge.pause_commands
         if self._previous is not None and self._previous[1] == commands:
             # Frames the model was meant to see (every --every-th one) between two it classified, but did not:
             # a live source outran it. Across a pause the gap is the pause, not a loss.
             self._dropped += max(0, index // self.every - self._previous[0] // self.every - 1)
         self._previous = (index, commands)
-        self._window.append(result.record)
-        now = time.monotonic()
-        if now - self._started >= self.bridge.config.stats_every:
-            self.bridge.publish_stats(self._stats(now))
-            self._window, self._dropped, self._started = [], 0, now
+        for stage, value in record["ms"].items():
+            if stage not in self._ms:
+                self._ms[stage] = deque(maxlen=STATS_SAMPLES)
+            self._ms[stage].append(value)
 
-    def _stats(self, now: float) -> dict:
-        records, seconds = self._window, now - self._started
-        stages = records[-1]["ms"].keys()
-        return {"fps": round(len(records) / seconds, 2) if seconds > 0 else 0.0,
-                "ms": {s: round(float(np.median([r["ms"][s] for r in records])), 3) for s in stages},
-                "frames": len(records), "dropped": self._dropped, "seconds": round(seconds, 2),
+    def _stats(self, now: float, frames: int) -> dict:
+        seconds, count = now - self._started, frames - self._frames_at_start
+        return {"fps": round(count / seconds, 2) if seconds > 0 else 0.0,
+                "ms": {s: round(float(np.median(values)), 3) for s, values in self._ms.items() if values},
+                "frames": count, "dropped": self._dropped, "seconds": round(seconds, 2),
                 "paused": self.bridge.paused.is_set(), "time": round(time.time(), 3)}

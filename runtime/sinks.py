@@ -5,7 +5,9 @@ The loop builds one `FrameResult` per classified frame and hands it to `Sinks.pu
 blocks: each sink owns a bounded queue and a thread, so a slow or dead sink (a hanging webhook, a
 broker that is down) drops and counts instead of slowing classification. A sink that acts on state
 changes sets `changes_only` and is handed only the frames that changed the state; the loop's other
-frames never fill its queue.
+frames never fill its queue or wake its thread. A sink that only looks at the stream now and then (periodic
+stats) sets `period`: each frame's record is appended to its feed (one deque append on the loop's thread,
+no wake) and its thread takes them in one batch every `period` seconds.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 QUEUE_FRAMES = 8  # per-frame sinks: a few frames of slack, then the oldest is dropped
 QUEUE_CHANGES = 256  # change sinks: changes are rare; a full queue means the sink is stuck
 WAIT_LIMIT_S = 10.0  # longest wait for a sink that keeps every frame of a file source
+FEED_RECORDS = 50_000  # records a periodic sink's feed holds between two of its ticks; then the oldest go (counted)
 
 
 @dataclass
@@ -74,6 +78,11 @@ class Sink:
     # True: for a file source (read in order, not live) the loop waits for this sink instead of
     # dropping, so a recording of a clip has every frame. Live sources always drop.
     keeps_every_file_frame = False
+    # Seconds: the sink samples the stream instead of handling results. It is never handed a result; every
+    # `period` seconds (and once after the last frame) `tick` runs on its thread with the records of the frames
+    # published since the last tick. For figures over many frames (stats), where a queue put and a thread wake
+    # per frame would cost the loop more than the figures are worth.
+    period: float | None = None
     # Set by Sinks before start(): the loop's controls (`stop_requested`, `paused`) a sink may use.
     controls: "Sinks | None" = None
 
@@ -83,6 +92,10 @@ class Sink:
     def handle(self, result: FrameResult) -> None:
         raise NotImplementedError
 
+    def tick(self, records: list[dict], frames: int) -> None:
+        """For a sink with a `period`: the records published since the last tick (the newest FEED_RECORDS at
+        most) and `frames`, how many frames were published in all since the run began."""
+
     def close(self) -> None:
         """Called once, on the sink's thread, after the last result (flush, disconnect)."""
 
@@ -91,17 +104,52 @@ class Sink:
         return {}
 
 
+class Feed:
+    """The records a periodic sink has not taken yet: appended by the loop's thread, taken by the sink's."""
+
+    def __init__(self, maxlen: int = FEED_RECORDS) -> None:
+        self._records: deque[dict] = deque(maxlen=maxlen)
+        self.frames = 0  # records appended since the run began (written by the loop's thread only)
+        self._taken = self._lost = 0
+
+    def append(self, record: dict) -> None:
+        self._records.append(record)
+        self.frames += 1
+
+    def take(self) -> tuple[list[dict], int, int]:
+        """(the records waiting, oldest first; frames published in all; records a full feed lost since the last
+        take)."""
+        records = []
+        while True:
+            try:
+                records.append(self._records.popleft())
+            except IndexError:
+                break
+        self._taken += len(records)
+        frames = self.frames
+        waiting = len(self._records)  # read after `frames`: what came meanwhile is never counted as lost
+        lost = max(self._lost, frames - self._taken - waiting)
+        lost, self._lost = lost - self._lost, lost
+        return records, frames, lost
+
+
 class _Runner:
-    """A sink's bounded queue and thread. On a full queue the oldest waiting result is dropped."""
+    """A sink's bounded queue and thread. On a full queue the oldest waiting result is dropped.
+
+    For a periodic sink (`Sink.period`) there is no queue: the thread ticks every period with the sink's feed.
+    """
 
     _END = object()
 
     def __init__(self, sink: Sink, maxsize: int) -> None:
         self.sink = sink
         self.queue: queue.Queue = queue.Queue(maxsize)
+        self.feed = Feed() if sink.period is not None else None
         self.handled = self.dropped = self.errors = 0
         self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=f"edgeclf-sink-{sink.name}", daemon=True)
+        self._finished = threading.Event()
+        target = self._run if self.feed is None else self._run_periodic
+        self._thread = threading.Thread(target=target, name=f"edgeclf-sink-{sink.name}", daemon=True)
         self._thread.start()
 
     def put(self, item: Any, wait: bool = False) -> None:
@@ -141,6 +189,28 @@ class _Runner:
         except Exception as exc:  # noqa: BLE001
             self._error(exc)
 
+    def _run_periodic(self) -> None:
+        try:
+            self.sink.start()
+        except Exception as exc:  # noqa: BLE001
+            self._error(exc)
+        while not self._finished.wait(self.sink.period):
+            self._tick()
+        self._tick()  # the frames since the last tick
+        try:
+            self.sink.close()
+        except Exception as exc:  # noqa: BLE001
+            self._error(exc)
+
+    def _tick(self) -> None:
+        records, frames, lost = self.feed.take()
+        self.handled += len(records)
+        self.dropped += lost
+        try:
+            self.sink.tick(records, frames)
+        except Exception as exc:  # noqa: BLE001
+            self._error(exc)
+
     def _error(self, exc: Exception) -> None:
         self.errors += 1
         message = f"{type(exc).__name__}: {exc}"
@@ -150,6 +220,10 @@ class _Runner:
 
     def finish(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        if self.feed is not None:
+            self._finished.set()
+            self._thread.join(timeout)
+            return
         try:
             self.queue.put(self._END, timeout=timeout)
         except queue.Full:  # stuck sink: what it still holds is lost, and counted
@@ -185,20 +259,29 @@ class Sinks:
         for sink in self._inline:
             sink.start()
         self._runners = [_Runner(s, QUEUE_CHANGES if s.changes_only else QUEUE_FRAMES) for s in sinks if not s.inline]
+        self._feeds = [r.feed for r in self._runners if r.feed is not None]
+        # Each frame costs a sink only what it asked for: a periodic sink one append to its feed, a change sink
+        # nothing until a change, a per-frame sink a queue put (and its thread's wake).
+        self._every_frame = [r for r in self._runners if r.feed is None and not r.sink.changes_only]
+        self._on_change = [r for r in self._runners if r.feed is None and r.sink.changes_only]
 
     @property
     def wants_frames(self) -> bool:
-        return any(r.sink.wants_frames for r in self._runners) or any(s.wants_frames for s in self._inline)
+        return (any(r.sink.wants_frames for r in self._runners if r.feed is None)
+                or any(s.wants_frames for s in self._inline))
 
     def publish(self, result: FrameResult, from_file: bool = False) -> None:
         """Hands `result` to every sink; `from_file`: the source is a file read in order, not live."""
         for sink in self._inline:
             if not sink.changes_only or result.change is not None:
                 sink.handle(result)
-        for runner in self._runners:
-            if runner.sink.changes_only and result.change is None:
-                continue
+        for feed in self._feeds:
+            feed.append(result.record)
+        for runner in self._every_frame:
             runner.put(result, wait=from_file and runner.sink.keeps_every_file_frame)
+        if result.change is not None:
+            for runner in self._on_change:
+                runner.put(result, wait=from_file and runner.sink.keeps_every_file_frame)
 
     def close(self, timeout: float = 10.0) -> None:
         """Lets every sink finish what is queued (up to `timeout` seconds in all), then closes it."""

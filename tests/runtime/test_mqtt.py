@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from edgeclf.cli import cli
 from edgeclf.runtime import mqtt
 from edgeclf.runtime.model import Model
-from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sinks
+from edgeclf.runtime.sinks import CallbackSink, Sinks
 from edgeclf.runtime.stream import StreamOptions, StreamSummary, run_stream
 from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto, needs_paho
 
@@ -169,12 +169,11 @@ def test_stats_count_frames_the_model_missed_but_not_a_pause():
     bridge = mqtt.MqttBridge(_config(1, stats_every=3600), ["a", "unknown"], "m")  # never started: no broker needed
     stats = mqtt.MqttStatsSink(bridge, every=2)
     ms = {"capture": 1.0, "preprocess": 2.0, "invoke": 3.0, "post": 4.0}
-    for frame in (0, 2, 4, 10, 12):  # 6 and 8 were meant for the model and never reached it
-        stats.handle(FrameResult({"frame": frame, "ms": ms}))
+    assert stats.period == 1.0  # a tick a second, the stats published every 3600th
+    stats.tick([{"frame": frame, "ms": ms} for frame in (0, 2, 4, 10, 12)], 5)  # 6 and 8 never reached the model
     bridge.pause_commands += 2  # paused and resumed: frames 14-98 were read while paused
-    for frame in (100, 102):
-        stats.handle(FrameResult({"frame": frame, "ms": ms}))
-    figures = stats._stats(time.monotonic())
+    stats.tick([{"frame": frame, "ms": ms} for frame in (100, 102)], 7)
+    figures = stats._stats(time.monotonic(), 7)
     assert figures["dropped"] == 2 and figures["frames"] == 7 and figures["ms"] == ms
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from edgeclf.cli import cli
 from edgeclf.runtime.model import Model
-from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sink, Sinks
+from edgeclf.runtime.sinks import CallbackSink, Feed, FrameResult, Sink, Sinks
 from edgeclf.runtime.sources import open_source
 from edgeclf.runtime.state import Debouncer
 from edgeclf.runtime.stream import StreamOptionError, StreamOptions, run_stream
@@ -66,6 +66,38 @@ def test_stream_marks_change_frames_and_changes_only_sinks_see_only_them(tiny_fl
     assert [f["frame"] for f in frames if "state" in f] == [2, 7]
     assert summary.changes == 2 and summary.state["label"] == bright
     assert summary.sinks["changes"] == {"handled": 2, "dropped": 0, "errors": 0}
+
+
+class Sampler(Sink):
+    """A periodic sink: never handed a result, it takes the frames' records in batches."""
+
+    name = "sampler"
+
+    def __init__(self, period: float) -> None:
+        self.period, self.ticks = period, []
+
+    def handle(self, result: FrameResult) -> None:
+        raise AssertionError("a periodic sink is never handed a result")
+
+    def tick(self, records: list[dict], frames: int) -> None:
+        self.ticks.append(([r["frame"] for r in records], frames))
+
+
+def test_a_periodic_sink_takes_every_record_in_batches_and_is_never_handed_a_frame(tiny_float32, tmp_path):
+    folder = _folder(tmp_path, [0] * 5 + [255] * 5 + [0, 255] * 3)
+    sampler = Sampler(period=3600.0)  # so the one tick is the last one, after the last frame
+    summary = run_stream(Model(tiny_float32), open_source(str(folder)), StreamOptions(confirm=3), Sinks([sampler]))
+    assert sampler.ticks == [(list(range(16)), 16)]
+    assert summary.sinks["sampler"] == {"handled": 16, "dropped": 0, "errors": 0}
+
+
+def test_a_full_feed_keeps_the_newest_records_and_counts_the_rest():
+    feed = Feed(maxlen=3)
+    for i in range(5):
+        feed.append({"frame": i})
+    assert feed.take() == ([{"frame": 2}, {"frame": 3}, {"frame": 4}], 5, 2)
+    feed.append({"frame": 5})
+    assert feed.take() == ([{"frame": 5}], 6, 0) and feed.take() == ([], 6, 0)
 
 
 class Stuck(Sink):
