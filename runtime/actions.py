@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
@@ -16,10 +17,9 @@ import socket
 import stat
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,18 @@ def read_secret(secret_file: str | os.PathLike | None) -> bytes | None:
     return value.encode() if value else None
 
 
+def _delivery_id(body: bytes) -> str:
+    """The change's `id`, which every body this sink writes starts with (a body from elsewhere is parsed)."""
+    if body.startswith(b'{"id":"'):
+        end = body.find(b'"', 7)
+        if end > 0:
+            return body[7:end].decode()
+    try:
+        return str(json.loads(body).get("id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 def parse_webhook_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -94,7 +106,9 @@ def default_queue_dir(url: str) -> Path:
 class WebhookQueue:
     """Changes waiting for the receiver: one JSON file per change, numbered in order, written atomically.
 
-    At most `limit` files; adding one more removes the oldest (counted in `overflowed`).
+    At most `limit` files; adding one more removes the oldest (counted in `overflowed`). The folder is this
+    camera's alone (an exclusive lock), so it is listed once, when the queue opens: afterwards the order lives
+    in memory and a change costs one file write, one read-back-free delivery and one unlink.
     """
 
     def __init__(self, folder: Path, limit: int = WEBHOOK_QUEUE_MAX) -> None:
@@ -108,9 +122,10 @@ class WebhookQueue:
         self._lock = threading.Lock()
         self._lock_file = self._hold(self.folder / ".lock")
         self.overflowed = 0
-        numbers = self._numbers()
-        self._next = (numbers[-1] + 1) if numbers else 0
-        self.recovered = len(numbers)  # changes a previous run left undelivered
+        self._waiting: deque[int] = deque(sorted(int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit()))
+        self._bodies: dict[int, bytes] = {}  # what this run wrote, so delivering it reads nothing back
+        self._next = (self._waiting[-1] + 1) if self._waiting else 0
+        self.recovered = len(self._waiting)  # changes a previous run left undelivered
 
     @staticmethod
     def _hold(path: Path):
@@ -128,35 +143,45 @@ class WebhookQueue:
                               "its own folder with --webhook-queue DIR.") from exc
         return handle
 
-    def _numbers(self) -> list[int]:
-        return sorted(int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit())
+    def _path(self, number: int) -> Path:
+        return self.folder / f"{number:012d}.json"
 
     def __len__(self) -> int:
-        return len(self._numbers())
+        return len(self._waiting)
 
     def put(self, body: bytes) -> None:
         with self._lock:
-            write_atomically(self.folder / f"{self._next:012d}.json", body)
+            write_atomically(self._path(self._next), body)
+            self._waiting.append(self._next)
+            self._bodies[self._next] = body
             self._next += 1
-            numbers = self._numbers()
-            for number in numbers[:max(0, len(numbers) - self.limit)]:
-                (self.folder / f"{number:012d}.json").unlink(missing_ok=True)
+            while len(self._waiting) > self.limit:
+                self._forget(self._waiting.popleft())
                 self.overflowed += 1
 
-    def first(self) -> tuple[Path, bytes] | None:
-        """The oldest waiting change, or None."""
+    def first(self) -> tuple[int, bytes] | None:
+        """The oldest waiting change (its number and body), or None."""
         with self._lock:
-            for number in self._numbers():
-                path = self.folder / f"{number:012d}.json"
+            while self._waiting:
+                number = self._waiting[0]
+                body = self._bodies.get(number)
+                if body is not None:
+                    return number, body
                 try:
-                    return path, path.read_bytes()
-                except FileNotFoundError:  # removed by an overflow meanwhile
-                    continue
+                    return number, self._path(number).read_bytes()
+                except FileNotFoundError:  # removed by hand meanwhile
+                    self._waiting.popleft()
         return None
 
-    def remove(self, path: Path) -> None:
+    def remove(self, number: int) -> None:
         with self._lock:
-            path.unlink(missing_ok=True)
+            if self._waiting and self._waiting[0] == number:  # else an overflow removed it meanwhile
+                self._waiting.popleft()
+            self._forget(number)
+
+    def _forget(self, number: int) -> None:
+        self._bodies.pop(number, None)
+        self._path(number).unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -180,6 +205,10 @@ class WebhookSink(Sink):
                  queue_max: int = WEBHOOK_QUEUE_MAX, device: str | None = None, model: str | None = None,
                  timeout: float = WEBHOOK_TIMEOUT_S, backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S)) -> None:
         self.url = parse_webhook_url(url)
+        self._parts = urllib.parse.urlsplit(url)
+        self._target = (self._parts.path or "/") + (f"?{self._parts.query}" if self._parts.query else "")
+        self._connect = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
+        self._connection: http.client.HTTPConnection | None = None  # kept alive between changes when the receiver allows
         self.secret, self.timeout, self.backoff = secret, timeout, backoff
         self.queue = WebhookQueue(queue_dir or default_queue_dir(url), queue_max)
         self.device, self.model = device or socket.gethostname(), model
@@ -215,17 +244,17 @@ class WebhookSink(Sink):
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            path, body = item
+            number, body = item
             outcome = self._post(body)
             if outcome == "delivered":
-                self.queue.remove(path)
+                self.queue.remove(number)
                 self.delivered += 1
                 backoff = first
                 if self._failing_since is not None:
                     log.warning("webhook %s: delivering again after %.0f s", self.url, time.monotonic() - self._failing_since)
                     self._failing_since = None
             elif outcome == "rejected":
-                self.queue.remove(path)
+                self.queue.remove(number)
                 self.rejected += 1
             else:
                 self.retries += 1
@@ -233,30 +262,46 @@ class WebhookSink(Sink):
                 backoff = min(backoff * 2, most)
 
     def _post(self, body: bytes) -> str:
-        """One POST; returns "delivered", "rejected" (drop it) or "retry"."""
-        headers = {"Content-Type": "application/json", "User-Agent": "edgeclf-camera",
-                   DELIVERY_HEADER: json.loads(body).get("id", "")}
+        """One POST on a kept-alive connection; returns "delivered", "rejected" (drop it) or "retry"."""
+        headers = {"Content-Type": "application/json", "User-Agent": "edgeclf-camera", DELIVERY_HEADER: _delivery_id(body)}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        for attempt in (1, 2):
+            reused = self._connection is not None
+            try:
+                if self._connection is None:
+                    self._connection = self._connect(self._parts.hostname, self._parts.port, timeout=self.timeout)
+                self._connection.request("POST", self._target, body, headers)
+                response = self._connection.getresponse()
                 response.read()
-            return "delivered"
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if 400 <= exc.code < 500 and exc.code not in RETRIED_STATUSES:
-                log.warning("webhook %s: the receiver refused a change with %d %s; dropped it (check the URL and the "
-                            "secret)", self.url, exc.code, exc.reason)
+                if response.will_close:
+                    self._disconnect()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._disconnect()
+                if reused and attempt == 1:
+                    continue  # the receiver had closed the kept-alive connection: once more, on a new one
+                problem = f"cannot reach it ({exc or type(exc).__name__})"
+                response = None
+                break
+        if response is not None:
+            if 200 <= response.status < 300:
+                return "delivered"
+            if 300 <= response.status < 500 and response.status not in RETRIED_STATUSES:
+                moved = f" to {response.getheader('Location')}" if 300 <= response.status < 400 else ""
+                log.warning("webhook %s: the receiver refused a change with %d %s%s; dropped it (check the URL and "
+                            "the secret)", self.url, response.status, response.reason, moved)
                 return "rejected"
-            problem = f"the receiver answered {exc.code} {exc.reason}"
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            problem = f"cannot reach it ({reason})"
+            problem = f"the receiver answered {response.status} {response.reason}"
         if self._failing_since is None:  # one line per outage, not one per retry
             self._failing_since = time.monotonic()
             log.warning("webhook %s: %s; retrying with back-off, changes wait in %s", self.url, problem, self.queue.folder)
         return "retry"
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def close(self) -> None:
         """Delivers what is queued for up to FLUSH_AT_CLOSE_S; a receiver that is down gets one more try, not
@@ -272,6 +317,7 @@ class WebhookSink(Sink):
         self._wake.set()
         if self._thread is not None:
             self._thread.join(WEBHOOK_TIMEOUT_S + 1.0)
+        self._disconnect()
         pending = len(self.queue)
         if pending:
             log.warning("webhook %s: %d change(s) not delivered yet wait in %s for the next run",

@@ -42,12 +42,17 @@ class Receiver:
     """A webhook receiver on loopback: checks X-Edgeclf-Signature, records each body in arrival order.
 
     `fail_next` answers that many requests with `fail_status`; `down(seconds)` closes the port for a while.
+    `keep_alive`: HTTP/1.1 connections kept open between requests (as Home Assistant's are), each one
+    dropped without a word after `drop_after` requests (as a receiver's idle timeout does); `connections`
+    counts them.
     """
 
-    def __init__(self, port: int = 0, secret: bytes | None = SECRET) -> None:
+    def __init__(self, port: int = 0, secret: bytes | None = SECRET, keep_alive: bool = False,
+                 drop_after: int = 0) -> None:
         self.secret, self.bodies, self.bad_signatures = secret, [], 0
         self.fail_next, self.fail_status, self.failed = 0, 500, 0
         self.on_body = None
+        self.keep_alive, self.drop_after, self.connections = keep_alive, drop_after, 0
         self._lock = threading.Lock()
         self._start(port)
 
@@ -55,11 +60,22 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+            requests = 0
+
             def log_message(self, *args):
                 pass
 
+            def setup(self):
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
+
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                self.requests += 1
+                if receiver.drop_after and self.requests >= receiver.drop_after:
+                    self.close_connection = True  # after this answer, with no "Connection: close" said
                 with receiver._lock:
                     if receiver.fail_next:
                         receiver.fail_next -= 1
@@ -221,6 +237,20 @@ def test_webhook_500_is_retried_with_one_clear_line_and_4xx_is_dropped(tmp_path,
     assert figures["rejected"] == 1 and figures["delivered"] == 1 and figures["pending"] == 0
     assert [b["frame"] for b in receiver.bodies][-1] == 6
     assert any("refused a change with 404" in r.getMessage() for r in caplog.records)
+
+
+def test_webhook_keeps_its_connection_alive_and_a_dropped_one_costs_no_retry(tmp_path):
+    receiver = Receiver(keep_alive=True, drop_after=3)
+    sinks = Sinks([WebhookSink(receiver.url, SECRET, tmp_path / "queue", backoff=FAST)])
+    for i in range(7):
+        sinks.publish(_change(i))
+        _wait_for(lambda: len(receiver.bodies) == i + 1)  # one at a time: each change finds the connection idle
+    sinks.close()
+    receiver.stop()
+    figures = sinks.summary()["webhook"]
+    assert [b["frame"] for b in receiver.bodies] == list(range(7)) and receiver.bad_signatures == 0
+    assert receiver.connections == 3  # 3 changes a connection, then a new one: not one connection per change
+    assert figures["delivered"] == 7 and figures["retries"] == 0 and figures["pending"] == 0
 
 
 def test_webhook_queue_is_bounded_and_counts_what_overflowed(tmp_path):
