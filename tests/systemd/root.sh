@@ -7,7 +7,7 @@
 # Bookworm's systemd 252) with systemd and python3 (the libraries a venv's Python needs), made once with
 # mmdebstrap from the host's Debian mirror under $EDGECLF_SYSTEMD_CACHE (default ~/.cache/edgeclf/systemd),
 # in a folder named by a hash of its recipe; a changed recipe builds a new root and removes the old one. The
-# test boots it with a throwaway overlay (--volatile=overlay), so the root itself is never changed.
+# test boots it on an overlay in its temporary folder, so the root itself is never changed.
 # `root.sh --prepare` only builds it (make test starts that in the background). Where it cannot be built it
 # prints one 'skipped: ...' line saying why and exits 3.
 set -euo pipefail

@@ -1,13 +1,14 @@
 """`edgeclf service install`'s unit under a real systemd (issue 30): the camera is restarted after `kill -9`, the
-watchdog restarts it when its camera stalls while the process lives, two named services run side by side,
-`service status` shows what systemd says, and `service uninstall` removes the unit.
+watchdog restarts it when its camera stalls while the process lives, both of two named services start again
+after a reboot, `service status` shows what systemd says, and `service uninstall` removes the unit.
 
 The test machine has no systemd as PID 1, so the test boots one: a Debian 12 root (tests/systemd/root.sh,
-built once with mmdebstrap) under `systemd-nspawn -b`, with a throwaway overlay over the root, this checkout
-and the venv bound read-only at their own paths (the unit's ExecStart is the venv's own `edgeclf`, as
-install writes it), and the host's network, so the service reads an MJPEG camera this test serves on
-loopback and can stall. Skipped, with one line saying why, where that cannot run: not root, no nspawn, no
-root image, no cgroup access for a container.
+built once with mmdebstrap) under `systemd-nspawn -b`, on an overlay in the test's temporary folder (the root
+stays unchanged; what the container writes outlives its reboot), with this checkout and the venv bound
+read-only at their own paths (the unit's ExecStart is the venv's own `edgeclf`, as install writes it), and
+the host's network, so the service reads an MJPEG camera this test serves on loopback and can stall.
+Skipped, with one line saying why, where that cannot run: not root, no nspawn, no root image, no cgroup
+access for a container, a root nspawn cannot boot.
 """
 from __future__ import annotations
 
@@ -125,37 +126,59 @@ class OwnCgroup:
 
 
 class Container:
-    """A booted systemd-nspawn container; `run` executes a command in it (nsenter into its namespaces)."""
+    """A systemd-nspawn container booted on an overlay of the root: the root stays unchanged, what the container
+    writes (the unit, the journal) lands in `state`'s upper folder and outlives a reboot. `run` executes a
+    command in it (nsenter into its namespaces)."""
 
-    def __init__(self, root: Path, name: str, binds_ro: list[Path], srv: Path, log: Path) -> None:
-        self.name, self.log = name, log
-        command = [shutil.which("systemd-nspawn"), "-D", str(root), "--volatile=overlay", "-M", name, "-b",
-                   "--console=pipe", f"--bind={srv}:{SRV}", *[f"--bind-ro={p}" for p in binds_ro]]
+    def __init__(self, root: Path, name: str, binds_ro: list[Path], srv: Path, state: Path) -> None:
+        self.name, self.state, self.log = name, state, state / "console.log"
+        for folder in ("upper", "work", "merged"):
+            (state / folder).mkdir()
+        # The overlay is mounted in a mount namespace of nspawn's own, so it goes when the container does.
+        overlay = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 4 && exec "$@"',
+                   "-", str(root), str(state / "upper"), str(state / "work"), str(state / "merged")]
+        self.command = [*overlay, shutil.which("systemd-nspawn"), "-D", str(state / "merged"), "-M", name, "-b",
+                        "--console=pipe", f"--bind={srv}:{SRV}", *[f"--bind-ro={p}" for p in binds_ro]]
         self.cgroup = None
         if not _host_runs_systemd():  # no machined or systemd to make a scope: nspawn stays in our cgroup
             self.cgroup = OwnCgroup(name)
-            command[1:1] = ["--register=no", "--keep-unit"]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
-                                        stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=self.cgroup.enter if self.cgroup else None)
-        self.leader = self._wait_for_init()
+            self.command[self.command.index("-M"):self.command.index("-M")] = ["--register=no", "--keep-unit"]
+        self.process: subprocess.Popen | None = None
+        self.boot(first=True)
 
-    def _wait_for_init(self) -> int:
+    def boot(self, first: bool = False) -> None:
+        """Starts the container and waits until its systemd reached its default target."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=self.cgroup.enter if self.cgroup else None)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        self.leader = None
+        while self.leader is None and time.monotonic() < deadline:
             if self.process.poll() is not None:
+                reason = (f"systemd-nspawn could not boot the root here (exit {self.process.returncode}): "
+                          + " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:]))
                 self.close()
-                pytest.skip(f"systemd-nspawn could not boot the root here (exit {self.process.returncode}): "
-                            + " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:]))
+                pytest.skip(reason) if first else pytest.fail(reason)
             for pid in self._descendants(self.process.pid):
                 try:
                     if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
-                        return pid
+                        self.leader = pid
                 except OSError:
                     continue
             time.sleep(0.1)
-        self.close()
-        pytest.fail(f"no systemd started in the container within 60 s; see {self.log}")
+        if self.leader is None:
+            self.close()
+            pytest.fail(f"no systemd started in the container within 60 s; see {self.log}")
+        self.wait_until_booted()
+
+    def reboot(self) -> None:
+        """`systemctl reboot` in the container: its systemd stops the units and ends; nspawn exits with 133
+        (what its own service restarts on) and the container is booted again on the same overlay."""
+        self.run("systemctl", "reboot")
+        assert self.process.wait(timeout=60) == 133, f"nspawn exited {self.process.returncode}; see {self.log}"
+        self.boot()
 
     def wait_until_booted(self, timeout: float = 90) -> None:
         """Until the container's systemd reached its default target (its private socket answers only once
@@ -227,8 +250,8 @@ def container(tmp_path_factory, tiny_int8):
         pytest.skip(done.stdout.strip().removeprefix("skipped: "))
     assert done.returncode == 0, done.stdout + done.stderr
     root = Path(done.stdout.strip().splitlines()[-1])
-    if not shutil.which("systemd-nspawn") or not shutil.which("nsenter"):
-        pytest.skip("systemd-nspawn (Debian's systemd-container) or nsenter (util-linux) is missing")
+    if not all(shutil.which(tool) for tool in ("systemd-nspawn", "nsenter", "unshare")):
+        pytest.skip("systemd-nspawn (Debian's systemd-container), nsenter or unshare (util-linux) is missing")
     venv, python_home = _venv()
     binds = [REPO]  # the editable install's code
     if not venv.is_relative_to(REPO):
@@ -247,10 +270,8 @@ def container(tmp_path_factory, tiny_int8):
                                                   "events_only": True}))
     (srv / "door.yaml").write_text(yaml.safe_dump({"model": f"{SRV}/model_int8.tflite", "source": f"{SRV}/frames",
                                                    "loop": True, "realtime": True, "fps": 5, "events_only": True}))
-    log = tmp_path_factory.mktemp("nspawn") / "console.log"
-    box = Container(root, f"edgeclf-test-{os.getpid()}", binds, srv, log)
+    box = Container(root, f"edgeclf-test-{os.getpid()}", binds, srv, tmp_path_factory.mktemp("container"))
     try:
-        box.wait_until_booted()
         box.venv, box.camera, box.srv = venv, camera, srv
         yield box
     finally:
@@ -262,7 +283,7 @@ def _edgeclf(box: Container, *args: str) -> subprocess.CompletedProcess:
     return box.run(str(box.venv / "bin" / "edgeclf"), *args)
 
 
-def test_systemd_restarts_the_camera_after_kill_9_and_when_its_camera_stalls(container):
+def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(container):
     box = container
     cam, door = "edgeclf-cam.service", "edgeclf-door.service"
     # install enables and starts the unit; `systemctl start` of a Type=notify unit returns after READY=1
@@ -297,6 +318,7 @@ def test_systemd_restarts_the_camera_after_kill_9_and_when_its_camera_stalls(con
     journal = box.journal(cam)
     assert f"Watchdog timeout (limit {WATCHDOG_S}s)!" in journal, journal
     assert f"Killing process {second['MainPID']} (edgeclf) with signal SIGABRT" in journal, journal
+    assert "Failed with result 'watchdog'" in journal, journal
     box.wait_for("restart after the watchdog", lambda: (lambda s: s["NRestarts"] == "2" and s["ActiveState"] ==
                  "active" and s["MainPID"] not in ("0", second["MainPID"]))(box.show(cam)), cam)
 
@@ -304,6 +326,16 @@ def test_systemd_restarts_the_camera_after_kill_9_and_when_its_camera_stalls(con
     door_now = box.show(door)
     assert (door_now["MainPID"], door_now["NRestarts"], door_now["ActiveState"]) == (
         door_first["MainPID"], "0", "active"), door_now
+
+    # A reboot: both start again at boot (enabled into multi-user.target), as fresh processes
+    box.reboot()
+    boots = [line for line in box.run("journalctl", "--list-boots", "--no-pager").stdout.splitlines()[1:] if line]
+    assert len(boots) == 2, boots
+    for unit in (cam, door):
+        now = box.show(unit)
+        assert (now["ActiveState"], now["NRestarts"]) == ("active", "0"), (unit, now)
+        this_boot = box.run("journalctl", "-b", "0", "-u", unit, "--no-pager").stdout
+        assert f"Started {unit}" in this_boot, this_boot
 
     # service status: systemd's view while it runs; after a stop, the summary the camera printed on SIGTERM
     shown = json.loads(_edgeclf(box, "service", "status", "cam", "--json").stdout)
