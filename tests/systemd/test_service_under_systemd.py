@@ -12,14 +12,18 @@ access for a container, a root nspawn cannot boot.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +37,7 @@ ROOT_SH = Path(__file__).parent / "root.sh"
 WATCHDOG_S = 5  # what `service install --watchdog-sec` gets; the unit's RestartSec= is 5
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SRV = "/srv/edgeclf"  # the test's folder inside the container: configs, model, frames
+PASSWORD = "door-camera-secret-7"  # the second service's web view password, loaded as a systemd credential
 
 
 class MjpegCamera:
@@ -76,6 +81,24 @@ class MjpegCamera:
         self.stop.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, password: str | None = None) -> tuple[int, bytes]:
+    """The HTTP status and body of GET `url`, with the password as basic auth when given."""
+    request = urllib.request.Request(url)
+    if password is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"viewer:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 def _venv() -> tuple[Path, Path]:
@@ -268,11 +291,16 @@ def container(tmp_path_factory, tiny_int8):
     # A model path relative to the config, as a user writes it: the service resolves it from the config's folder.
     (srv / "cam.yaml").write_text(yaml.safe_dump({"model": "model_int8.tflite", "source": camera.url,
                                                   "events_only": True}))
+    # The second camera plays a folder and serves its web view (on the shared loopback) with a password.
+    web = f"127.0.0.1:{_free_port()}"
     (srv / "door.yaml").write_text(yaml.safe_dump({"model": f"{SRV}/model_int8.tflite", "source": f"{SRV}/frames",
-                                                   "loop": True, "realtime": True, "fps": 5, "events_only": True}))
+                                                   "loop": True, "realtime": True, "fps": 5, "events_only": True,
+                                                   "serve": web}))
+    (srv / "door.password").write_text(PASSWORD + "\n")
+    (srv / "door.password").chmod(0o600)
     box = Container(root, f"edgeclf-test-{os.getpid()}", binds, srv, tmp_path_factory.mktemp("container"))
     try:
-        box.venv, box.camera, box.srv = venv, camera, srv
+        box.venv, box.camera, box.srv, box.web = venv, camera, srv, f"http://{web}"
         yield box
     finally:
         box.close()
@@ -290,7 +318,8 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
     installed = _edgeclf(box, "service", "install", "cam", "--config", f"{SRV}/cam.yaml", "--watchdog-sec",
                          str(WATCHDOG_S))
     assert f"enabled and started {cam}" in installed.stdout, installed.stdout
-    assert _edgeclf(box, "service", "install", "door", "--config", f"{SRV}/door.yaml").returncode == 0
+    _edgeclf(box, "service", "install", "door", "--config", f"{SRV}/door.yaml", "--password-file",
+             f"{SRV}/door.password")
     first = box.show(cam)
     assert (first["ActiveState"], first["SubState"], first["NRestarts"]) == ("active", "running", "0"), first
     assert first["StatusText"].startswith("classifying at "), first  # STATUS= from the camera loop
@@ -300,6 +329,15 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
     assert not complaints, complaints  # systemd read the unit without a warning (bad key, value or mode)
     door_first = box.show(door)
     assert door_first["ActiveState"] == "active" and int(door_first["MainPID"]) > 0, door_first
+    # Its web view reads the password from the credential systemd hands it (LoadCredential=, %d): the right
+    # one is let in, none or a wrong one gets 401; the password is neither in its environment nor its argv.
+    assert _get(f"{box.web}/status.json")[0] == 401
+    assert _get(f"{box.web}/status.json", "not-the-password")[0] == 401
+    status, body = _get(f"{box.web}/status.json", PASSWORD)
+    assert status == 200 and isinstance(json.loads(body), dict), (status, body)
+    for view in ("environ", "cmdline"):
+        seen = box.run("cat", f"/proc/{door_first['MainPID']}/{view}").stdout
+        assert PASSWORD not in seen and (view == "environ" or "web-password" in seen), (view, seen)
 
     # kill -9: Restart=on-failure brings it back as a new process, READY again
     box.run("bash", "-c", f"kill -9 {first['MainPID']}")  # bash's kill: the root has no procps
@@ -336,6 +374,7 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
         assert (now["ActiveState"], now["NRestarts"]) == ("active", "0"), (unit, now)
         this_boot = box.run("journalctl", "-b", "0", "-u", unit, "--no-pager").stdout
         assert f"Started {unit}" in this_boot, this_boot
+    assert _get(f"{box.web}/status.json", PASSWORD)[0] == 200  # the credential is loaded again at boot
 
     # service status: systemd's view while it runs; after a stop, the summary the camera printed on SIGTERM
     shown = json.loads(_edgeclf(box, "service", "status", "cam", "--json").stdout)
