@@ -134,11 +134,6 @@ class OwnCgroup:
             self.remove()
             pytest.skip(f"cannot create a cgroup for the container ({exc}); needs write access to {base}")
 
-    def enter(self) -> None:
-        """Moves the calling process (nspawn, before it starts) into the cgroup."""
-        for path in self.paths:
-            (path / "cgroup.procs").write_text("0")
-
     def remove(self) -> None:
         for path in self.paths:
             for folder in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [path]:
@@ -157,16 +152,19 @@ class Container:
         self.name, self.state, self.log = name, state, state / "console.log"
         for folder in ("upper", "work", "merged"):
             (state / folder).mkdir()
-        # The overlay is mounted in a mount namespace of nspawn's own, so it goes when the container does.
-        overlay = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 4 && exec "$@"',
-                   "-", str(root), str(state / "upper"), str(state / "work"), str(state / "merged")]
-        self.command = [*overlay, shutil.which("systemd-nspawn"), "-D", str(state / "merged"), "-M", name, "-b",
-                        "--console=pipe", f"--bind={srv}:{SRV}", *[f"--bind-ro={p}" for p in binds_ro]]
+        nspawn = [shutil.which("systemd-nspawn"), "-D", str(state / "merged"), "-M", name, "-b", "--console=pipe",
+                  f"--bind={srv}:{SRV}", *[f"--bind-ro={p}" for p in binds_ro]]
         self.cgroup = None
         if not _host_runs_systemd():  # no machined or systemd to make a scope: nspawn stays in our cgroup
             self.cgroup = OwnCgroup(name)
-            self.command[self.command.index("-M"):self.command.index("-M")] = ["--register=no", "--keep-unit"]
+            nspawn[1:1] = ["--register=no", "--keep-unit"]
+        # The shell moves itself into that cgroup and mounts the overlay in a mount namespace of its own (so
+        # it goes when the container does), then becomes nspawn.
+        self.command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'for group in $5; do echo 0 > "$group/cgroup.procs" || exit 1; done; '
+                        'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 5 && exec "$@"',
+                        "-", str(root), str(state / "upper"), str(state / "work"), str(state / "merged"),
+                        " ".join(str(p) for p in self.cgroup.paths) if self.cgroup else "", *nspawn]
         self.process: subprocess.Popen | None = None
         self.boot(first=True)
 
@@ -174,8 +172,7 @@ class Container:
         """Starts the container and waits until its systemd reached its default target."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True,
-                                            preexec_fn=self.cgroup.enter if self.cgroup else None)
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         self.leader = None
         while self.leader is None and time.monotonic() < deadline:
@@ -183,7 +180,9 @@ class Container:
                 reason = (f"systemd-nspawn could not boot the root here (exit {self.process.returncode}): "
                           + " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:]))
                 self.close()
-                pytest.skip(reason) if first else pytest.fail(reason)
+                if first:  # this host cannot run the container at all
+                    pytest.skip(reason)
+                pytest.fail(reason)
             for pid in self._descendants(self.process.pid):
                 try:
                     if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
