@@ -8,8 +8,9 @@
 # mmdebstrap from the host's Debian mirror under $EDGECLF_SYSTEMD_CACHE (default ~/.cache/edgeclf/systemd),
 # in a folder named by a hash of its recipe; a changed recipe builds a new root and removes the old one. The
 # test boots it on an overlay in its temporary folder, so the root itself is never changed.
-# `root.sh --prepare` only builds it (make test starts that in the background). Where it cannot be built it
-# prints one 'skipped: ...' line saying why and exits 3.
+# `root.sh --prepare` only builds it, installing mmdebstrap and systemd-container first when missing (make test
+# starts that in the background). Where it cannot be built it prints one 'skipped: ...' line saying why and
+# exits 3.
 set -euo pipefail
 
 cache=${EDGECLF_SYSTEMD_CACHE:-$HOME/.cache/edgeclf/systemd}
@@ -24,6 +25,8 @@ skip() { echo "skipped: $*"; exit 3; }
 [ "$(uname -m)" = x86_64 ] || skip "the systemd test root is made for an x86_64 host; this one is $(uname -m)"
 [ "$(id -u)" = 0 ] || skip "needs root for mmdebstrap and systemd-nspawn; run it as root"
 if ! command -v mmdebstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then
+  # Only the make step installs packages; the test never does.
+  [ "${1:-}" = --prepare ] || skip "mmdebstrap or systemd-nspawn is missing: apt-get install mmdebstrap systemd-container"
   command -v apt-get >/dev/null || skip "mmdebstrap and systemd-nspawn (Debian's systemd-container) are missing and there is no apt-get"
   echo "systemd test root: installing mmdebstrap systemd-container" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap systemd-container) >/dev/null 2>&1 \
