@@ -363,7 +363,10 @@ class SnapshotSink(Sink):
             raise ActionError(f"--snapshots {self.folder}: cannot create it ({exc.strerror}).") from exc
         if not os.access(self.folder, os.W_OK):
             raise ActionError(f"--snapshots {self.folder}: not writable by this user; choose another folder.")
-        self._sizes = {p.name: p.stat().st_size for p in self.folder.iterdir() if SNAPSHOT_NAME.match(p.name)}
+        # name -> bytes, oldest first: the folder's snapshots in name (time) order, then each one written here
+        self._sizes = {name: (self.folder / name).stat().st_size
+                       for name in sorted(p.name for p in self.folder.iterdir() if SNAPSHOT_NAME.match(p.name))}
+        self._total = sum(self._sizes.values())
         self.written = self.removed = self.failed = self.too_large = 0
         self._last_error: int | None = None
 
@@ -388,31 +391,29 @@ class SnapshotSink(Sink):
             self._last_error = exc.errno
             return
         self._last_error = None
-        self.written += 1
-        self._sizes[name] = len(content)
-        self._enforce_cap(name)
-
-    def _enforce_cap(self, newest: str) -> None:
-        total = sum(self._sizes.values())
-        for old in sorted(self._sizes):
-            if total <= self.max_bytes:
-                break
-            if old == newest:
-                continue
-            (self.folder / old).unlink(missing_ok=True)
-            total -= self._sizes.pop(old)
-            self.removed += 1
-        if total > self.max_bytes:  # the newest alone is larger than the cap: the cap wins
-            (self.folder / newest).unlink(missing_ok=True)
-            size = self._sizes.pop(newest)
-            self.written -= 1
+        if len(content) > self.max_bytes:  # larger than the cap on its own: the cap wins, the others stay
+            (self.folder / name).unlink(missing_ok=True)
             self.too_large += 1
-            log.warning("snapshots: %s (%d KB) is larger than --snapshots-max-mb on its own; not kept", newest, size // 1024)
+            log.warning("snapshots: %s (%d KB) is larger than --snapshots-max-mb on its own; not kept", name,
+                        len(content) // 1024)
+            return
+        self.written += 1
+        self._total += len(content) - self._sizes.pop(name, 0)
+        self._sizes[name] = len(content)
+        self._enforce_cap()
+
+    def _enforce_cap(self) -> None:
+        """Removes the oldest snapshots until the folder is under the cap (the newest, last, always fits)."""
+        while self._total > self.max_bytes:
+            old = next(iter(self._sizes))
+            (self.folder / old).unlink(missing_ok=True)
+            self._total -= self._sizes.pop(old)
+            self.removed += 1
 
     def summary(self) -> dict:
         return {"written": self.written, "removed_oldest": self.removed, "failed": self.failed,
                 "too_large": self.too_large, "kept": len(self._sizes),
-                "kept_mb": round(sum(self._sizes.values()) / 1024 / 1024, 3)}
+                "kept_mb": round(self._total / 1024 / 1024, 3)}
 
 
 # --- GPIO ------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ gpiozero's own mock pin factory; the clips are real videos and image folders wri
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import shutil
@@ -287,6 +289,27 @@ def test_a_queue_folder_serves_one_camera_at_a_time(tmp_path):
 
 
 # --- snapshots -----------------------------------------------------------------------------------------
+
+def test_write_atomically_skips_a_stale_temporary_and_leaves_nothing_when_the_disk_is_full(tmp_path, monkeypatch):
+    from edgeclf.runtime import files
+
+    target = tmp_path / "new" / "x.json"
+    files.write_atomically(target, b"one")  # the folder is made on the way
+    monkeypatch.setattr(files, "_TEMPORARIES", itertools.count(5))
+    stale = target.parent / f".x.json.{os.getpid()}.5.tmp"  # left by a killed process that had this pid
+    stale.write_bytes(b"half")
+    files.write_atomically(target, b"two")
+    assert target.read_bytes() == b"two" and stale.read_bytes() == b"half"
+
+    def full(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        files.write_atomically(target, b"three")
+    assert error.value.filename == str(target) and target.read_bytes() == b"two"
+    assert sorted(p.name for p in target.parent.iterdir()) == [stale.name, "x.json"]
+
 
 def test_snapshots_are_jpegs_named_by_time_and_state_and_the_cap_holds(tiny_float32, tmp_path):
     model = Model(tiny_float32)
