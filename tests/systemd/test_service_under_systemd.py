@@ -281,6 +281,7 @@ def container(tmp_path_factory, tiny_int8):
     if not python_home.is_relative_to("/usr"):  # a Python of its own (pyenv, /opt): at the same path inside
         binds.append(python_home)
     srv = tmp_path_factory.mktemp("srv")
+    srv.chmod(0o755)  # the second service's user reads the config, model and frames (not the password file)
     shutil.copy(tiny_int8, srv / "model_int8.tflite")
     frames = srv / "frames"
     frames.mkdir()
@@ -317,8 +318,12 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
     installed = _edgeclf(box, "service", "install", "cam", "--config", f"{SRV}/cam.yaml", "--watchdog-sec",
                          str(WATCHDOG_S))
     assert f"enabled and started {cam}" in installed.stdout, installed.stdout
-    _edgeclf(box, "service", "install", "door", "--config", f"{SRV}/door.yaml", "--password-file",
-             f"{SRV}/door.password")
+    # The second runs as a user of its own, as on a Pi (--user pi): it can reach the venv (whose Python lives
+    # under /root here, pyenv's) and its files, but not the password file, which only root reads.
+    box.run("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "camera")
+    box.run("chmod", "711", "/root")
+    _edgeclf(box, "service", "install", "door", "--config", f"{SRV}/door.yaml", "--user", "camera",
+             "--password-file", f"{SRV}/door.password")
     first = box.show(cam)
     assert (first["ActiveState"], first["SubState"], first["NRestarts"]) == ("active", "running", "0"), first
     assert first["StatusText"].startswith("classifying at "), first  # STATUS= from the camera loop
@@ -328,6 +333,7 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
     assert not complaints, complaints  # systemd read the unit without a warning (bad key, value or mode)
     door_first = box.show(door)
     assert door_first["ActiveState"] == "active" and int(door_first["MainPID"]) > 0, door_first
+    assert box.run("stat", "-c", "%U", f"/proc/{door_first['MainPID']}").stdout.strip() == "camera"
     # Its web view reads the password from the credential systemd hands it (LoadCredential=, %d): the right
     # one is let in, none or a wrong one gets 401; the password is neither in its environment nor its argv.
     assert _get(f"{box.web}/status.json")[0] == 401
