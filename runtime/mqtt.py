@@ -538,25 +538,30 @@ class MqttStatsSink(Sink):
         self._started = time.monotonic()
 
     def tick(self, records: list[dict], frames: int) -> None:
-        for record in records:
-            self._take(record)
+        if records:
+            self._take(records)
         self._ticks += 1
         if self._ticks % self._ticks_per_window == 0:
             now = time.monotonic()
             self.bridge.publish_stats(self._stats(now, frames))
             self._ms, self._dropped, self._started, self._frames_at_start = {}, 0, now, frames
 
-    def _take(self, record: dict) -> None:
-        index, commands = record["frame"], self.bridge.pause_commands
-        if self._previous is not None and self._previous[1] == commands:
-            # Frames the model was meant to see (every --every-th one) between two it classified, but did not:
-            # a live source outran it. Across a pause the gap is the pause, not a loss.
-            self._dropped += max(0, index // self.every - self._previous[0] // self.every - 1)
-        self._previous = (index, commands)
-        for stage, value in record["ms"].items():
+    def _take(self, records: list[dict]) -> None:
+        """Frames the model was meant to see (every --every-th one) between two it classified, but did not (a
+        live source outran it), and the stage times, from one batch of records in a few passes."""
+        indices = [record["frame"] for record in records]
+        if self._previous is not None:
+            indices.insert(0, self._previous[0])
+        gaps = np.maximum(np.diff(np.asarray(indices, np.int64) // self.every) - 1, 0)
+        commands = self.bridge.pause_commands
+        if self._previous is not None and commands != self._previous[1] and gaps.size:
+            gaps[np.argmax(gaps)] = 0  # paused and resumed since the last batch: that gap is the pause, not a loss
+        self._dropped += int(gaps.sum())
+        self._previous = (indices[-1], commands)
+        for stage in records[-1]["ms"]:
             if stage not in self._ms:
                 self._ms[stage] = deque(maxlen=STATS_SAMPLES)
-            self._ms[stage].append(value)
+            self._ms[stage].extend([record["ms"][stage] for record in records])
 
     def _stats(self, now: float, frames: int) -> dict:
         seconds, count = now - self._started, frames - self._frames_at_start
