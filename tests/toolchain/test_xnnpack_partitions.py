@@ -168,3 +168,49 @@ def test_folded_hard_swish_is_two_int8_ops_in_one_partition(families):
     assert ops["MUL"] - float_ops["MUL"] == ops["ADD"] - float_ops["ADD"] == rewritten["hard_swish"], (ops, float_ops)
     delegation = read(content)
     assert delegation.one_partition and set(delegation.outside) <= {"QUANTIZE", "SOFTMAX"}, delegation.summary()
+
+
+def _invoke(content: bytes, images: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    (source,), (result,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for image in images:
+        interpreter.set_tensor(source["index"], image[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(result["index"])[0].copy())
+    return np.array(outputs)
+
+
+@pytest.mark.parametrize("pixel_range", [(0, 256), (20, 200)])
+def test_uint8_input_is_converted_inside_xnnpack_with_the_same_outputs(pixel_range):
+    """The int8 file's uint8 -> int8 input conversion is DEQUANTIZE + QUANTIZE, both run by XNNPACK, where the
+    requantization is an exact shift (calibration saw pixels 0 and 255); the outputs are the converter's own
+    graph's bit for bit, on images holding every pixel value. Calibrated on a narrower range the shift is not
+    exact, and the converter's QUANTIZE stays."""
+    from edgeclf.runtime.flatbuffer import read_structure
+    from edgeclf.toolchain._tf import keras
+    from edgeclf.toolchain.config import ModelConfig
+    from edgeclf.toolchain.export import (_convert, _input_conversion_in_xnnpack, _int8_converter,
+                                          _raw_pixel_input)
+    from edgeclf.toolchain.models import create_model
+
+    keras().utils.set_random_seed(0)
+    model = create_model(ModelConfig(name="tiny", weights="none"), 3, SIZE)
+    rng = np.random.default_rng(0)
+    calibration = rng.integers(*pixel_range, (8, SIZE, SIZE, 3), dtype=np.uint8)
+    converted = _raw_pixel_input(_convert(model, _int8_converter(model, calibration)))
+    rewritten = _input_conversion_in_xnnpack(converted)
+    every_value = np.stack([np.roll(np.arange(SIZE * SIZE * 3) % 256, shift).astype(np.uint8).reshape(SIZE, SIZE, 3)
+                            for shift in range(0, 256, 37)])
+    np.testing.assert_array_equal(_invoke(rewritten, every_value), _invoke(converted, every_value))
+    before, after = read(converted), read(rewritten)
+    assert before.outside.get("QUANTIZE") == 2 and before.one_partition, before.summary()
+    if pixel_range == (0, 256):
+        assert read_structure(rewritten).op_counts()["DEQUANTIZE"] == 1
+        assert after.one_partition and after.outside == {"QUANTIZE": 1, "SOFTMAX": 1}, after.summary()  # the output's
+        assert read_structure(rewritten).float_ops() == []
+    else:
+        assert rewritten == converted
