@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import socket
-import stat
 import threading
 import time
 import urllib.parse
@@ -26,7 +25,7 @@ from typing import Any
 
 import cv2
 
-from edgeclf.runtime.files import cache_root, write_atomically
+from edgeclf.runtime.files import cache_root, read_private_file, write_atomically
 from edgeclf.runtime.sinks import FrameResult, Sink
 from edgeclf.runtime.state import UNKNOWN
 
@@ -56,24 +55,20 @@ def sign(secret: bytes, body: bytes) -> str:
 
 
 def read_secret(secret_file: str | os.PathLike | None) -> bytes | None:
-    """The signing secret: from `secret_file` (which must be readable by its owner only) or $EDGECLF_WEBHOOK_SECRET.
+    """The signing secret: from `secret_file` (files.read_private_file's rule: its owner's only) or
+    $EDGECLF_WEBHOOK_SECRET.
 
     Raises:
-        ActionError: the file is missing, empty, or readable by group or others.
+        ActionError: the file is missing, not a regular file, readable by group or others, or empty.
     """
     if secret_file is not None:
-        path = Path(secret_file)
         try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise ActionError(f"--webhook-secret-file {path}: cannot read it ({exc.strerror}).") from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ActionError(f"--webhook-secret-file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-                              f"a secret file must be 0600. Fix it with: chmod 600 {path}")
-        secret = path.read_bytes().strip()
+            secret = read_private_file(secret_file, "--webhook-secret-file", "webhook's shared secret").strip()
+        except ValueError as exc:
+            raise ActionError(str(exc)) from exc
         if not secret:
-            raise ActionError(f"--webhook-secret-file {path} is empty; write the shared secret into it.")
-        return secret
+            raise ActionError(f"--webhook-secret-file {secret_file} is empty; write the webhook's shared secret into it.")
+        return secret.encode()
     value = os.environ.get(SECRET_ENV, "").strip()
     return value.encode() if value else None
 

@@ -1,9 +1,11 @@
-"""Writing a file so that a failure (a kill, a full disk) never leaves it half-written; where caches live."""
+"""Writing a file so that a failure (a kill, a full disk) never leaves it half-written; reading a file that
+holds a secret; where caches live."""
 from __future__ import annotations
 
 import errno
 import itertools
 import os
+import stat
 from pathlib import Path
 
 
@@ -51,6 +53,37 @@ def write_atomically(target: Path, content: bytes) -> None:
 
 
 _TEMPORARIES = itertools.count()
+
+
+def read_private_file(path: str | os.PathLike, option: str, holds: str) -> str:
+    """The text of a file that holds a secret (a password, a signing key), newlines at its ends dropped.
+
+    The rule, the same for every secret edgeclf reads from a file: a regular file that only its owner can
+    read (mode 0600 or 0400), not empty. `option` (e.g. "--mqtt-password-file") and `holds` (e.g. "broker
+    password") name the file and its content in the messages.
+
+    Raises:
+        ValueError: one line naming the option and the file, the rule it breaks, and the fix.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot read it ({exc.strerror}). Write the {holds} into a file and run: "
+                         f"chmod 600 {path}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{option} {path}: not a regular file. Give a file holding only the {holds}.")
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"{option} {path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read it; a file "
+                         f"holding the {holds} must be its owner's only (0600 or 0400). Run: chmod 600 {path}")
+    try:
+        text = path.read_text(encoding="utf-8").strip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{option} {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}). Give a UTF-8 "
+                         f"text file holding only the {holds}.") from exc
+    if not text:
+        raise ValueError(f"{option} {path} is empty; write the {holds} into it.")
+    return text
 
 
 def cache_root() -> Path:

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import socket
-import stat
 import threading
 import time
 import urllib.parse
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 
 from edgeclf.runtime.errors import UserError
+from edgeclf.runtime.files import read_private_file
 from edgeclf.runtime.sinks import FrameResult, Sink
 from edgeclf.runtime.state import UNKNOWN
 
@@ -113,23 +113,14 @@ def parse_url(url: str) -> tuple[str, int, str, bool, str | None]:
 
 
 def read_password(password_file: str | None, environ: dict | None = None) -> str | None:
-    """The broker password from `password_file` (owner-only, mode 0600) or $EDGECLF_MQTT_PASSWORD, else None."""
+    """The broker password from `password_file` (files.read_private_file's rule: its owner's only) or
+    $EDGECLF_MQTT_PASSWORD, else None."""
     environ = os.environ if environ is None else environ
     if password_file:
-        path = Path(password_file)
         try:
-            mode = path.stat().st_mode
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise MqttError(f"--mqtt-password-file {path}: cannot read it ({exc.strerror or exc}). "
-                            "Give a file holding only the password.") from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise MqttError(f"--mqtt-password-file {path}: others can read it (mode {stat.S_IMODE(mode):04o}); "
-                            f"a password file must be its owner's only. Run: chmod 600 {path}")
-        password = text.strip("\r\n")
-        if not password:
-            raise MqttError(f"--mqtt-password-file {path} is empty; write the password into it.")
-        return password
+            return read_private_file(password_file, "--mqtt-password-file", "broker password")
+        except ValueError as exc:
+            raise MqttError(str(exc)) from exc
     return environ.get(PASSWORD_ENV) or None
 
 

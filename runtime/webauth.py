@@ -12,10 +12,10 @@ import base64
 import hmac
 import ipaddress
 import os
-import stat
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Mapping
+
+from edgeclf.runtime.files import read_private_file
 
 PASSWORD_ENV = "EDGECLF_WEB_PASSWORD"
 MIN_PASSWORD_LENGTH = 8
@@ -33,26 +33,12 @@ def is_loopback(host: str) -> bool:
 
 
 def read_password_file(path: str | os.PathLike) -> str:
-    """The password in `path` (trailing newline dropped); the file must be readable by its owner only.
+    """The password in `path` (files.read_private_file's rule: a regular file only its owner can read, not empty).
 
     Raises:
-        ValueError: missing, not a regular file, readable by group or others, or empty.
+        ValueError: the file breaks the rule; the message names it and the fix.
     """
-    path = Path(path)
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise ValueError(f"--serve-password-file {path}: cannot read it ({exc.strerror}). Write the password into "
-                         f"a file and `chmod 600 {path}`.") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"--serve-password-file {path}: not a regular file. Use a file holding only the password.")
-    if info.st_mode & 0o077:
-        raise ValueError(f"--serve-password-file {path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read "
-                         f"it; the password file must be 0600 (or 0400). Run: chmod 600 {path}")
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"--serve-password-file {path}: cannot read it ({exc}).") from exc
+    return read_private_file(path, "--serve-password-file", "web view's password")
 
 
 class WebAuth:

@@ -271,10 +271,20 @@ def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, mon
     secret = tmp_path / "secret"
     secret.write_text("abc\n")
     secret.chmod(0o644)
-    with pytest.raises(ActionError, match=r"readable by others \(mode 644\).*chmod 600 .*secret"):
+    with pytest.raises(ActionError, match=rf"^--webhook-secret-file {secret}: mode 0644 lets other users read it; a file "
+                       rf"holding the webhook's shared secret must be its owner's only \(0600 or 0400\)\. "
+                       rf"Run: chmod 600 {secret}$"):
         read_secret(secret)
     secret.chmod(0o600)
     assert read_secret(secret) == b"abc"
+    with pytest.raises(ActionError, match=rf"^--webhook-secret-file {secret.parent}: not a regular file"):
+        read_secret(secret.parent)
+    with pytest.raises(ActionError, match=rf"--webhook-secret-file {secret}x: cannot read it \(No such file or directory\)\. "
+                       rf"Write the webhook's shared secret into a file and run: chmod 600 {secret}x$"):
+        read_secret(f"{secret}x")
+    secret.write_text("\n")
+    with pytest.raises(ActionError, match=rf"^--webhook-secret-file {secret} is empty; write the webhook's shared secret"):
+        read_secret(secret)
     monkeypatch.setenv("EDGECLF_WEBHOOK_SECRET", "from-env")
     assert read_secret(None) == b"from-env"
     with pytest.raises(ActionError, match="--webhook must be an http:// or https:// URL; received 'ftp://x'"):

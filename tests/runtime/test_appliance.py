@@ -390,7 +390,9 @@ def test_webauth_rules(tmp_path):
     loose = tmp_path / "pw"
     loose.write_text("s3cret-pass\n")
     loose.chmod(0o640)
-    with pytest.raises(ValueError, match="chmod 600"):
+    with pytest.raises(ValueError, match=f"^--serve-password-file {loose}: mode 0640 lets other users read it; a file "
+                       f"holding the web view's password must be its owner's only \\(0600 or 0400\\)\\. "
+                       f"Run: chmod 600 {loose}$"):
         WebAuth.for_serving("0.0.0.0", password_file=loose, environ={})
     loose.chmod(0o600)
     assert WebAuth.for_serving("0.0.0.0", password_file=loose, environ={}).check({"Authorization": basic})

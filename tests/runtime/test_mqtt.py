@@ -140,7 +140,8 @@ def test_password_file_must_be_owner_only(tmp_path):
     secret = tmp_path / "mqtt.pw"
     secret.write_text("s3cret\n")
     secret.chmod(0o644)
-    with pytest.raises(mqtt.MqttError, match=f"others can read it \\(mode 0644\\).*Run: chmod 600 {secret}"):
+    with pytest.raises(mqtt.MqttError, match=f"^--mqtt-password-file {secret}: mode 0644 lets other users read it; a file "
+                       f"holding the broker password must be its owner's only \\(0600 or 0400\\)\\. Run: chmod 600 {secret}$"):
         mqtt.from_options("mqtt://u@broker/x", password_file=str(secret), device="d")
     secret.chmod(0o600)
     assert mqtt.from_options("mqtt://u@broker/x", password_file=str(secret), device="d").password == "s3cret"
