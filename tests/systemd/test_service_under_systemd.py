@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -183,7 +184,9 @@ class Container:
                 if first:  # this host cannot run the container at all
                     pytest.skip(reason)
                 pytest.fail(reason)
-            for pid in self._descendants(self.process.pid):
+            # nspawn's own child becomes the container's PID 1 (systemd); only that one: a child systemd forks
+            # is also called systemd until it runs its program.
+            for pid in self._children(self.process.pid):
                 try:
                     if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
                         self.leader = pid
@@ -217,12 +220,11 @@ class Container:
             time.sleep(0.2)
 
     @staticmethod
-    def _descendants(pid: int) -> list[int]:
+    def _children(pid: int) -> list[int]:
         try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
             return []
-        return [int(c) for c in children] + [d for c in children for d in Container._descendants(int(c))]
 
     def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(["nsenter", "-t", str(self.leader), "-a", "env", "-i", PATH, "LANG=C.UTF-8", *args],
@@ -243,7 +245,8 @@ class Container:
         args = ["journalctl", "--no-pager", "-o", "short-monotonic"] + (["-u", unit] if unit else ["-n", str(lines)])
         return self.run(*args, check=False).stdout
 
-    def wait_for(self, what: str, predicate, unit: str, timeout: float = 90) -> None:
+    def wait_for(self, what: str, predicate: Callable[[], bool], unit: str, timeout: float = 90) -> None:
+        """Polls `predicate` until it holds; fails with `unit`'s state and journal when it does not in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
@@ -311,6 +314,15 @@ def _edgeclf(box: Container, *args: str) -> subprocess.CompletedProcess:
     return box.run(str(box.venv / "bin" / "edgeclf"), *args)
 
 
+def _restarted(box: Container, unit: str, count: int, old_pid: str) -> Callable[[], bool]:
+    """A check that `unit` was restarted `count` times in all and runs again (active: READY came) as a new
+    process."""
+    def check() -> bool:
+        now = box.show(unit)
+        return (now["NRestarts"], now["ActiveState"]) == (str(count), "active") and now["MainPID"] not in ("0", old_pid)
+    return check
+
+
 def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(container):
     box = container
     cam, door = "edgeclf-cam.service", "edgeclf-door.service"
@@ -346,8 +358,7 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
 
     # kill -9: Restart=on-failure brings it back as a new process, READY again
     box.run("bash", "-c", f"kill -9 {first['MainPID']}")  # bash's kill: the root has no procps
-    box.wait_for("restart after kill -9", lambda: (lambda s: s["NRestarts"] == "1" and s["ActiveState"] == "active"
-                 and s["MainPID"] not in ("0", first["MainPID"]))(box.show(cam)), cam)
+    box.wait_for("restart after kill -9", _restarted(box, cam, 1, first["MainPID"]), cam)
     second = box.show(cam)
     journal = box.journal(cam)
     assert "Main process exited, code=killed, status=9/KILL" in journal, journal
@@ -362,8 +373,7 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
     assert f"Watchdog timeout (limit {WATCHDOG_S}s)!" in journal, journal
     assert f"Killing process {second['MainPID']} (edgeclf) with signal SIGABRT" in journal, journal
     assert "Failed with result 'watchdog'" in journal, journal
-    box.wait_for("restart after the watchdog", lambda: (lambda s: s["NRestarts"] == "2" and s["ActiveState"] ==
-                 "active" and s["MainPID"] not in ("0", second["MainPID"]))(box.show(cam)), cam)
+    box.wait_for("restart after the watchdog", _restarted(box, cam, 2, second["MainPID"]), cam)
 
     # The other service ran on, untouched: side by side, each restarted on its own.
     door_now = box.show(door)
