@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -32,6 +33,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from click.testing import CliRunner
+
+from edgeclf.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_SH = Path(__file__).parent / "root.sh"
@@ -410,3 +414,14 @@ def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(
     gone = box.show(door)
     assert (gone["LoadState"], gone["ActiveState"]) == ("not-found", "inactive"), gone
     assert not box.run("ls", "/etc/systemd/system/multi-user.target.wants").stdout.count("edgeclf-")
+
+
+def test_the_unit_is_written_readable_as_systemd_expects(tiny_int8, tmp_path):
+    """Without a container too: a unit file that only root can read makes systemd warn on every reload
+    ("marked world-inaccessible"), which the test above saw under systemd; install writes it 0644."""
+    config = tmp_path / "camera.yaml"
+    config.write_text(yaml.safe_dump({"model": str(tiny_int8), "source": "0", "events_only": True}))
+    result = CliRunner().invoke(cli, ["service", "install", "cam", "--config", str(config), "--unit-dir",
+                                      str(tmp_path / "units"), "--state-dir", str(tmp_path / "state"), "--no-start"])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE((tmp_path / "units" / "edgeclf-cam.service").stat().st_mode) == 0o644
