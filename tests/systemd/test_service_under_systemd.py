@@ -327,6 +327,7 @@ def _restarted(box: Container, unit: str, count: int, old_pid: str) -> Callable[
     return check
 
 
+@pytest.mark.slow  # about 45 s: two waits of RestartSec=5, one of WatchdogSec=5, a reboot
 def test_systemd_restarts_the_camera_after_kill_9_a_stalled_camera_and_a_reboot(container):
     box = container
     cam, door = "edgeclf-cam.service", "edgeclf-door.service"
