@@ -43,7 +43,8 @@ QUEUE_CHANGES = 1000  # changes held while the broker is away; beyond it the old
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 8  # back-off between connection attempts: back within seconds
 ACK_WAIT_S = 5.0  # at the end of a run: how long queued changes and `offline` may take to be acknowledged
 STATS_TICK_S = 1.0  # the stats sink takes the frames' records at least this often (a short feed)
-STATS_SAMPLES = 10_000  # the newest frames per stage the stats' medians are taken over
+STATS_TICK_SAMPLES = 500  # frames per tick whose stage times the stats' medians take, spread over the tick
+STATS_SAMPLES = 10_000  # the newest samples per stage the stats' medians are taken over
 SNAPSHOT_WIDTH = 640  # the change's JPEG is scaled down to this width at most (Home Assistant shows a card)
 INSTALL_HINT = "--mqtt needs paho-mqtt: pip install paho-mqtt (edgeclf installs it; this environment lacks it)"
 _ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -539,20 +540,27 @@ class MqttStatsSink(Sink):
 
     def _take(self, records: list[dict]) -> None:
         """Frames the model was meant to see (every --every-th one) between two it classified, but did not (a
-        live source outran it), and the stage times, from one batch of records in a few passes."""
-        indices = [record["frame"] for record in records]
-        if self._previous is not None:
-            indices.insert(0, self._previous[0])
-        gaps = np.maximum(np.diff(np.asarray(indices, np.int64) // self.every) - 1, 0)
-        commands = self.bridge.pause_commands
-        if self._previous is not None and commands != self._previous[1] and gaps.size:
-            gaps[np.argmax(gaps)] = 0  # paused and resumed since the last batch: that gap is the pause, not a loss
-        self._dropped += int(gaps.sum())
-        self._previous = (indices[-1], commands)
+        live source outran it), and the stage times, from one batch of records.
+
+        The indices only grow (the grabber counts what it reads), so the frames missed in a batch are its span
+        less what was classified: two records read, not all. Only a batch with a pause or resume in it is
+        walked, so that its largest gap, the pause, is not counted as missed. The stage times are taken from
+        at most STATS_TICK_SAMPLES records spread evenly over the batch.
+        """
+        every, commands = self.every, self.bridge.pause_commands
+        previous = self._previous[0] // every if self._previous is not None else records[0]["frame"] // every - 1
+        if self._previous is None or commands == self._previous[1]:
+            self._dropped += max(0, records[-1]["frame"] // every - previous - len(records))
+        else:
+            steps = np.diff(np.asarray([previous] + [r["frame"] // every for r in records], np.int64)) - 1
+            steps[np.argmax(steps)] = 0  # paused and resumed since the last batch: that gap is the pause, not a loss
+            self._dropped += int(np.maximum(steps, 0).sum())
+        self._previous = (records[-1]["frame"], commands)
+        sample = records[::max(1, len(records) // STATS_TICK_SAMPLES)]
         for stage in records[-1]["ms"]:
             if stage not in self._ms:
                 self._ms[stage] = deque(maxlen=STATS_SAMPLES)
-            self._ms[stage].extend([record["ms"][stage] for record in records])
+            self._ms[stage].extend([record["ms"][stage] for record in sample])
 
     def _stats(self, now: float, frames: int) -> dict:
         seconds, count = now - self._started, frames - self._frames_at_start
