@@ -1,11 +1,15 @@
 """The live classification loop behind `edgeclf camera`: frames in, top-k labels and timings out.
 
-Stages per frame: capture and preprocess (crop + resize; uint8 models get the resized pixels with
-no float math) in the capture thread, overlapping the model; then invoke and post (dequantize,
-smoothing, top-k, threshold) in this loop.
+Stages per frame, each in its own thread so that they overlap: capture and preprocess (crop + resize
+to the model's input tensor; uint8 models get the resized pixels with no float math) in the capture
+thread; invoke alone in the invoke thread, which does nothing else between two invokes; post
+(dequantize, smoothing, top-k, threshold, the state, the sinks) in the caller's thread, which the
+display window needs.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,7 +20,7 @@ import numpy as np
 
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import FrameResult, Sinks
-from edgeclf.runtime.sources import FrameGrabber, Source, centred_square
+from edgeclf.runtime.sources import Frame, FrameGrabber, Source, centred_square
 from edgeclf.runtime.state import UNKNOWN, Debouncer
 
 STAGES = ("capture", "preprocess", "invoke", "post")
@@ -147,32 +151,25 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
         source.keep_main = wants_frames
     # A frame the camera already scaled and cropped for the model (picamera's lores) skips crop and resize.
     grabber = FrameGrabber(source, lambda image: model.prepare(crop(image, options)), options.every, model.prepare)
+    invoker = _Invoker(model, grabber, options, sinks)
     history: deque[np.ndarray] = deque(maxlen=options.smooth)
     debouncer = Debouncer(options.confirm, options.hold)
     from_file = not getattr(source, "live", True)
     started = time.perf_counter()
     try:
         while not stop() and not sinks.stop_requested.is_set():
-            frame = grabber.next()
-            if frame is None:
-                if grabber.error:
-                    summary.ended = f"source failed: {grabber.error}"
+            item = invoker.results.get()
+            if isinstance(item, _End):
+                summary.ended = item.reason
                 break
-            if frame.index % options.every:
-                summary.skipped += 1
-                continue
-            if sinks.paused.is_set():
-                summary.paused += 1
-                continue
-            if frame.error is not None:
-                raise frame.error
-            t1 = time.perf_counter()
-            raw = model.invoke(frame.tensor)
+            if isinstance(item, BaseException):
+                raise item
+            frame, raw, invoke_ms = item
             t2 = time.perf_counter()
             history.append(model.dequantize(raw)[0])
             top = _top_labels(model, history, options)
             t3 = time.perf_counter()
-            stage = {"capture": frame.capture_ms, "preprocess": frame.preprocess_ms, "invoke": (t2 - t1) * 1e3,
+            stage = {"capture": frame.capture_ms, "preprocess": frame.preprocess_ms, "invoke": invoke_ms,
                      "post": (t3 - t2) * 1e3}
             for name, value in stage.items():
                 summary.add(name, value)
@@ -198,12 +195,85 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
         summary.ended = "interrupted"
     finally:
         summary.seconds = time.perf_counter() - started
+        invoker.stop()
         grabber.close()
+        invoker.join()
         summary.frames_read, summary.dropped, summary.read_errors = grabber.read, grabber.dropped, grabber.read_errors
+        summary.skipped, summary.paused = invoker.skipped, invoker.paused
         sinks.close()
         summary.sinks = sinks.summary()
         summary.state = debouncer.current.as_dict() if debouncer.current else None
     return summary
+
+
+@dataclass(frozen=True)
+class _End:
+    reason: str  # why the invoke thread stopped: StreamSummary.ended
+
+
+class _Invoker:
+    """The invoke thread: takes the prepared frames from the grabber and runs the model on them, one after the
+    other, handing (frame, raw output, invoke ms) to the loop's thread through `results`.
+
+    Between two invokes it only takes the next frame and hands on the last output, so the model is the only
+    work on its core and post-processing, the state and the sinks of one frame overlap the next invoke. The
+    interpreter releases the GIL while it runs. `results` holds two outputs: a loop thread that falls behind
+    (a sink that must see every frame of a file) holds the model back rather than growing a queue.
+    """
+
+    def __init__(self, model: Model, grabber: FrameGrabber, options: StreamOptions, sinks: Sinks) -> None:
+        self._model, self._grabber, self._options, self._sinks = model, grabber, options, sinks
+        self.results: queue.Queue = queue.Queue(maxsize=2)
+        self.skipped = self.paused = 0  # frames passed over by --every, and while a sink paused classification
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgeclf-invoke", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        model, grabber, options, sinks = self._model, self._grabber, self._options, self._sinks
+        invoked = 0
+        try:
+            while not self._stop.is_set():
+                if sinks.stop_requested.is_set():
+                    self._put(_End("stopped by an output"))
+                    return
+                frame: Frame | None = grabber.next()
+                if frame is None:
+                    self._put(_End(f"source failed: {grabber.error}" if grabber.error else "source ended"))
+                    return
+                if frame.index % options.every:
+                    self.skipped += 1
+                    continue
+                if sinks.paused.is_set():
+                    self.paused += 1
+                    continue
+                if frame.error is not None:
+                    self._put(frame.error)
+                    return
+                t1 = time.perf_counter()
+                raw = model.invoke(frame.tensor)
+                self._put((frame, raw, (time.perf_counter() - t1) * 1e3))
+                invoked += 1
+                if options.max_frames is not None and invoked >= options.max_frames:
+                    return  # the loop stops at its max_frames-th result
+        except Exception as exc:  # noqa: BLE001 - raised again in the loop's thread
+            self._put(exc)
+
+    def _put(self, item: object) -> None:
+        """Hands `item` to the loop's thread, waiting while it is behind; gives up when the loop stopped."""
+        while not self._stop.is_set():
+            try:
+                self.results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self) -> None:
+        """Waits for the thread; the grabber is closed first, so a thread waiting for a frame is woken."""
+        self._thread.join(timeout=10)
 
 
 def _top_labels(model: Model, history: deque, options: StreamOptions) -> list[dict]:
