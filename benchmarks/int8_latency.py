@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,13 @@ FAMILIES = (  # (label, model, alpha, minimalistic, size)
     ("efficientnet_b0", "efficientnet_b0", 1.0, False, 224), ("resnet50", "resnet50", 1.0, False, 224),
 )
 QUICK_SIZE = 96  # --quick: every family at 96 px (conversions dominate a quick run)
+X86_WITHOUT_VNNI = (  # what XNNPACK's configuration (src/configs/gemm-config.c, dwconv-config.c) picks on such a CPU
+    "x86 with AVX2, no VNNI: int8 convolutions run XNNPACK's qs8_qc8w 3x8c8 AVX2 kernels (widened to 16 bits, "
+    "vpmaddwd; a convolution's input depth is padded to 8 at each kernel tap, so a first convolution over 3 pixel "
+    "channels computes 9 taps x 8 for 27 products, and each 3x8 block of outputs is requantized), depthwise the "
+    "qs8_qc8w avx2_mul32 kernels; float32 runs f32 FMA3 kernels with no padding. No export choice selects other int8 "
+    "kernels there: per-tensor weights use the same configuration, and XNNPACK's faster AVX2 int8 kernels (avx2_madd) "
+    "take only 4- and 2-bit weights.")
 
 
 def export(folder: Path, label: str, name: str, alpha: float, minimalistic: bool, size: int) -> dict[str, Path]:
@@ -203,6 +211,9 @@ def main() -> None:
         for label, *_ in FAMILIES for kind in ("float32", "int8"))
     ms = figures[f"ms_{worst}"]
     figures["note_worst_1t"] = int8_note(cpu, ms["int8"], ms["float32"])
+    if any(key.startswith("per_op_") for key in figures) and not cpu.int8_dot_product \
+            and platform.machine().lower() in ("x86_64", "amd64"):
+        figures["per_op_kernels"] = X86_WITHOUT_VNNI
     figures["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(figures))
 
