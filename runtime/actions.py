@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from collections import deque
 from datetime import datetime, timezone
@@ -71,6 +72,14 @@ def read_secret(secret_file: str | os.PathLike | None) -> bytes | None:
         return secret.encode()
     value = os.environ.get(SECRET_ENV, "").strip()
     return value.encode() if value else None
+
+
+def _proxy_for(parts: urllib.parse.SplitResult) -> urllib.parse.SplitResult | None:
+    """The proxy urllib would use for this URL ($http_proxy, $https_proxy, $no_proxy), or None."""
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    return urllib.parse.urlsplit(proxy if "://" in (proxy or "") else f"http://{proxy}") if proxy else None
 
 
 def _delivery_id(body: bytes) -> str:
@@ -204,6 +213,7 @@ class WebhookSink(Sink):
         self._target = (self._parts.path or "/") + (f"?{self._parts.query}" if self._parts.query else "")
         self._connect = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
         self._connection: http.client.HTTPConnection | None = None  # kept alive between changes when the receiver allows
+        self._request_target = self._target
         self.secret, self.timeout, self.backoff = secret, timeout, backoff
         self.queue = WebhookQueue(queue_dir or default_queue_dir(url), queue_max)
         self.device, self.model = device or socket.gethostname(), model
@@ -265,8 +275,8 @@ class WebhookSink(Sink):
             reused = self._connection is not None
             try:
                 if self._connection is None:
-                    self._connection = self._connect(self._parts.hostname, self._parts.port, timeout=self.timeout)
-                self._connection.request("POST", self._target, body, headers)
+                    self._connection = self._open()
+                self._connection.request("POST", self._request_target, body, headers)
                 response = self._connection.getresponse()
                 response.read()
                 if response.will_close:
@@ -292,6 +302,20 @@ class WebhookSink(Sink):
             self._failing_since = time.monotonic()
             log.warning("webhook %s: %s; retrying with back-off, changes wait in %s", self.url, problem, self.queue.folder)
         return "retry"
+
+    def _open(self) -> http.client.HTTPConnection:
+        """A connection to the receiver, through the proxy that $http_proxy / $https_proxy name for it (as urllib
+        would: not for hosts in $no_proxy): plain HTTP by absolute URL, HTTPS in a CONNECT tunnel."""
+        proxy = _proxy_for(self._parts)
+        self._request_target = self._target
+        if proxy is None:
+            return self._connect(self._parts.hostname, self._parts.port, timeout=self.timeout)
+        if self._parts.scheme == "https":
+            connection = self._connect(proxy.hostname, proxy.port or 8080, timeout=self.timeout)
+            connection.set_tunnel(self._parts.hostname, self._parts.port or 443)
+            return connection
+        self._request_target = urllib.parse.urlunsplit(self._parts._replace(fragment=""))
+        return http.client.HTTPConnection(proxy.hostname, proxy.port or 8080, timeout=self.timeout)
 
     def _disconnect(self) -> None:
         if self._connection is not None:

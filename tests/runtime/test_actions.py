@@ -53,7 +53,7 @@ class Receiver:
                  drop_after: int = 0) -> None:
         self.secret, self.bodies, self.bad_signatures = secret, [], 0
         self.fail_next, self.fail_status, self.failed = 0, 500, 0
-        self.on_body = None
+        self.on_body, self.targets = None, []
         self.keep_alive, self.drop_after, self.connections = keep_alive, drop_after, 0
         self._lock = threading.Lock()
         self._start(port)
@@ -75,6 +75,7 @@ class Receiver:
 
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.targets.append(self.path)
                 self.requests += 1
                 if receiver.drop_after and self.requests >= receiver.drop_after:
                     self.close_connection = True  # after this answer, with no "Connection: close" said
@@ -253,6 +254,21 @@ def test_webhook_keeps_its_connection_alive_and_a_dropped_one_costs_no_retry(tmp
     assert [b["frame"] for b in receiver.bodies] == list(range(7)) and receiver.bad_signatures == 0
     assert receiver.connections == 3  # 3 changes a connection, then a new one: not one connection per change
     assert figures["delivered"] == 7 and figures["retries"] == 0 and figures["pending"] == 0
+
+
+def test_webhook_goes_through_the_proxy_the_environment_names_and_not_for_no_proxy_hosts(tmp_path, monkeypatch):
+    """As urllib does: $http_proxy gets the POST by absolute URL; a host in $no_proxy is reached directly."""
+    proxy = Receiver()  # it answers as the receiver would once the proxy forwarded the POST
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("no_proxy", "direct.invalid")
+    sinks = Sinks([WebhookSink("http://camera-hooks.invalid:8123/api/webhook/gate", SECRET, tmp_path / "queue", backoff=FAST)])
+    sinks.publish(_change(0))
+    _wait_for(lambda: len(proxy.bodies) == 1)
+    sinks.close()
+    assert proxy.targets == ["http://camera-hooks.invalid:8123/api/webhook/gate"] and proxy.bad_signatures == 0
+    direct = WebhookSink("http://direct.invalid/hook", None, tmp_path / "queue2", backoff=FAST)
+    assert direct._open().host == "direct.invalid"  # bypassed: connects to the host itself (no request is sent)
+    proxy.stop()
 
 
 def test_webhook_queue_is_bounded_and_counts_what_overflowed(tmp_path):
