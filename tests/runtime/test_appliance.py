@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -29,6 +28,7 @@ from edgeclf.runtime.sinks import Sinks
 from edgeclf.runtime.sources import PicameraSource, lores_size, smallest_mode, v4l2_modes
 from edgeclf.runtime.stream import StreamOptions, run_stream
 from edgeclf.runtime.webauth import WebAuth, is_loopback
+from tests.mjpeg import MjpegCamera
 
 STANDINS = Path(__file__).parent / "standins"
 EDGECLF = Path(sys.executable).parent / "edgeclf"
@@ -227,49 +227,6 @@ def test_status_reads_the_last_summary_from_the_journal_text():
 
 
 # --- sd_notify with a real `edgeclf camera` process --------------------------------------------------------------
-
-class MjpegCamera:
-    """An HTTP MJPEG camera on loopback that the test can stall and resume (as a network camera that hangs)."""
-
-    def __init__(self) -> None:
-        self.stalled = threading.Event()
-        self.stop = threading.Event()
-        camera = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                count = 0
-                try:
-                    while not camera.stop.is_set():
-                        if camera.stalled.is_set():
-                            time.sleep(0.05)
-                            continue
-                        image = np.full((48, 64, 3), (count * 7) % 255, np.uint8)
-                        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
-                                         % (len(jpeg), jpeg))
-                        self.wfile.flush()
-                        count += 1
-                        time.sleep(0.04)
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-
 
 class NotifyListener:
     """systemd's side of sd_notify: a datagram socket that records each message with the time it came."""

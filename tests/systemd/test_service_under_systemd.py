@@ -21,11 +21,9 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +34,7 @@ import yaml
 from click.testing import CliRunner
 
 from edgeclf.cli import cli
+from tests.mjpeg import MjpegCamera
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_SH = Path(__file__).parent / "root.sh"
@@ -43,49 +42,6 @@ WATCHDOG_S = 5  # what `service install --watchdog-sec` gets; the unit's Restart
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SRV = "/srv/edgeclf"  # the test's folder inside the container: configs, model, frames
 PASSWORD = "door-camera-secret-7"  # the second service's web view password, loaded as a systemd credential
-
-
-class MjpegCamera:
-    """An HTTP MJPEG camera on loopback that stalls on request: the connection stays open, no frame comes
-    (a network camera that hangs), so the camera process lives on without classifying anything."""
-
-    def __init__(self) -> None:
-        self.stalled = threading.Event()
-        self.stop = threading.Event()
-        camera = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                count = 0
-                try:
-                    while not camera.stop.is_set():
-                        if camera.stalled.is_set():
-                            time.sleep(0.05)
-                            continue
-                        jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), count * 7 % 255, np.uint8))[1].tobytes()
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
-                                         % (len(jpeg), jpeg))
-                        self.wfile.flush()
-                        count += 1
-                        time.sleep(0.05)
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _free_port() -> int:
@@ -294,7 +250,7 @@ def container(tmp_path_factory, tiny_int8):
     frames.mkdir()
     for i in range(4):
         cv2.imwrite(str(frames / f"{i}.png"), np.full((48, 64, 3), 60 * i, np.uint8))
-    camera = MjpegCamera()
+    camera = MjpegCamera(interval=0.05)
     # A model path relative to the config, as a user writes it: the service resolves it from the config's folder.
     (srv / "cam.yaml").write_text(yaml.safe_dump({"model": "model_int8.tflite", "source": camera.url,
                                                   "events_only": True}))
