@@ -150,7 +150,8 @@ def video_row(model: Model, video: Path, rounds: int, max_rounds: int) -> dict:
     row = {}
     for key in ("pipeline_fps", "invoke_bound_fps", "fps_ratio", "decode_resize_bound_fps", "fps_ratio_vs_bottleneck",
                 "cores_used", "other_processes_cores", "cpu_ms_per_frame", "all_cores_bound_fps"):
-        row[key] = round(float(np.median([r[key] for r in used])), 3 if "ratio" in key or "cores" in key else 1)
+        digits = 1 if key.endswith("_fps") else 3
+        row[key] = round(float(np.median([r[key] for r in used])), digits)
     bottlenecks = [r["bottleneck"] for r in used]
     row["bottleneck"] = max(set(bottlenecks), key=bottlenecks.count)
     row["fps_ratio_ceiling"] = round(min(1.0, row["all_cores_bound_fps"] / row["invoke_bound_fps"]), 3)
