@@ -9,6 +9,7 @@ display window needs.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +26,11 @@ from edgeclf.runtime.state import UNKNOWN, Debouncer
 
 STAGES = ("capture", "preprocess", "invoke", "post")
 STATS_WINDOW = 10_000  # frames the stage medians are taken over
+# Python's thread switch interval while the loop runs (its default is 5 ms). The loop's thread releases the
+# interpreter lock many times a frame (waiting for the invoke thread, handing frames on); an output's thread
+# (MQTT, webhook, snapshots) that takes it meanwhile for Python work kept the loop waiting up to the interval.
+# Measured with every action on, a 0.5 ms model, 5,000-frame runs: FPS vs none 0.71 at 5 ms, 0.89 at 1 ms.
+SWITCH_INTERVAL_S = 0.001
 
 
 class StreamOptionError(ValueError):
@@ -155,6 +161,8 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
     history: deque[np.ndarray] = deque(maxlen=options.smooth)
     debouncer = Debouncer(options.confirm, options.hold)
     from_file = not getattr(source, "live", True)
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
     started = time.perf_counter()
     try:
         while not stop() and not sinks.stop_requested.is_set():
@@ -203,6 +211,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
         sinks.close()
         summary.sinks = sinks.summary()
         summary.state = debouncer.current.as_dict() if debouncer.current else None
+        sys.setswitchinterval(switch_interval)
     return summary
 
 

@@ -66,3 +66,25 @@ def test_a_failing_invoke_is_raised_in_the_callers_thread(tiny_int8, tmp_path):
         run_stream(model, open_source(str(make_video(tmp_path / "clip.mp4"))), StreamOptions(), Sinks([sink]))
     assert len(handled) == 2  # the frames before the failure were handled; the loop's threads ended
     assert not any(t.name in ("edgeclf-invoke", "edgeclf-capture") and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_loop_shortens_the_thread_switch_interval_and_gives_it_back(tiny_int8, tmp_path):
+    """While the loop runs, an output's thread holding the interpreter lock keeps the loop waiting at most 1 ms
+    (Python's default is 5 ms); the caller's setting is back afterwards, also when the run fails."""
+    import sys
+
+    from edgeclf.runtime.sinks import CallbackSink
+    from edgeclf.runtime.stream import SWITCH_INTERVAL_S
+
+    seen: list[float] = []
+    sinks = Sinks([CallbackSink(lambda result: seen.append(sys.getswitchinterval()), wants_frames=False)])
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL_S
+    summary = run_stream(Model(tiny_int8), open_source(str(make_video(tmp_path / "clip.mp4"))),
+                         StreamOptions(max_frames=FRAMES), sinks)
+    assert summary.classified == FRAMES and seen == [SWITCH_INTERVAL_S] * FRAMES
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ModelError):
+        run_stream(WatchedModel(tiny_int8, fail_at=1), open_source(str(make_video(tmp_path / "clip2.mp4"))),
+                   StreamOptions(max_frames=FRAMES), Sinks([]))
+    assert sys.getswitchinterval() == before
