@@ -64,13 +64,7 @@ check_host() {
   [ -x "$host_python" ] || skip "no toolchain venv at $host_python to write the x86 reference; run make install first"
 }
 
-# The host's Debian mirror (its own apt sources), which reaches every suite.
-mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
+source "$here/../debian-root.sh"  # mirror, build_root
 
 # Prints the root folder of a target, building it first when its recipe has none yet. One builder per
 # target at a time (flock): a root that `--prepare` is building in the background is waited for.
@@ -83,18 +77,8 @@ ensure_root() {
   flock "$lock"
   if [ ! -e "$root/.complete" ]; then
     for old in "$cache/$target"-*; do [ -e "$old" ] && rm -rf "$old"; done
-    for attempt in 1 2 3; do
-      echo "test-arm: building the $target root ($arch, Debian $suite; minutes, once)" >&2
-      rm -rf "$root"
-      if mmdebstrap --quiet --arch="$arch" --variant=minbase --include="$packages" "$suite" "$root" \
-           "deb $(mirror) $suite main" >"$cache/$target.build.log" 2>&1; then
-        touch "$root/.complete"
-        break
-      fi
-      echo "test-arm: building the $target root failed (attempt $attempt of 3); see $cache/$target.build.log" >&2
-      [ "$attempt" = 3 ] && { tail -5 "$cache/$target.build.log" >&2; return 1; }
-      sleep $((attempt * 15))
-    done
+    build_root "test-arm ($target, $arch)" "$root" "$cache/$target.build.log" "$suite" --arch="$arch" \
+      --variant=minbase --include="$packages" || return 1
   fi
   flock -u "$lock"
   echo "$root"

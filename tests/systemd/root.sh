@@ -33,13 +33,7 @@ if ! command -v mmdebstrap >/dev/null || ! command -v systemd-nspawn >/dev/null;
     || skip "apt-get install mmdebstrap systemd-container failed"
 fi
 
-# The host's Debian mirror (its own apt sources), as tests/arm/run.sh uses.
-mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
+source "$(dirname "$0")/../debian-root.sh"  # mirror, build_root
 
 mkdir -p "$cache"
 key=$(printf '%s\n' "$RECIPE_VERSION" "$suite" "$packages" "$mask" | sha256sum | cut -c1-12)
@@ -48,19 +42,9 @@ exec {lock}>"$cache/.root.lock"
 flock "$lock"
 if [ ! -e "$root/.complete" ]; then
   for old in "$cache/$suite"-*; do [ -e "$old" ] && rm -rf "$old"; done
-  for attempt in 1 2 3; do
-    echo "systemd test root: building Debian $suite with systemd (minutes, once)" >&2
-    rm -rf "$root"
-    if mmdebstrap --quiet --variant=minbase --include="$packages" \
-         --customize-hook="chroot \"\$1\" systemctl mask $mask" \
-         "$suite" "$root" "deb $(mirror) $suite main" >"$cache/build.log" 2>&1; then
-      touch "$root/.complete"
-      break
-    fi
-    echo "systemd test root: building failed (attempt $attempt of 3); see $cache/build.log" >&2
-    [ "$attempt" = 3 ] && { tail -5 "$cache/build.log" >&2; skip "could not build the Debian root with mmdebstrap (see $cache/build.log)"; }
-    sleep $((attempt * 15))
-  done
+  build_root "systemd test root" "$root" "$cache/build.log" "$suite" --variant=minbase --include="$packages" \
+    --customize-hook="chroot \"\$1\" systemctl mask $mask" \
+    || skip "could not build the Debian root with mmdebstrap (see $cache/build.log)"
 fi
 flock -u "$lock"
 [ "${1:-}" = --prepare ] || echo "$root"
