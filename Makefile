@@ -7,10 +7,11 @@ TFLITE_VENV ?= .venv-tflite
 MEDIAPIPE ?= mediapipe==1.2.2
 BIN = $(VENV)/bin
 ARM_CACHE = $${EDGECLF_ARM_CACHE:-$$HOME/.cache/edgeclf/arm}
+SYSTEMD_CACHE = $${EDGECLF_SYSTEMD_CACHE:-$$HOME/.cache/edgeclf/systemd}
 PIP_FLAGS = -q --disable-pip-version-check
 
 .PHONY: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime \
-	demo test test-runtime \
+	demo test test-beside test-runtime \
 	test-tflite-runtime test-arm bench docs clean
 
 install: $(VENV)/.installed
@@ -59,9 +60,9 @@ $(MEDIAPIPE_VENV)/.installed:
 # systemd-analyze (Debian's systemd package) verifies the units `edgeclf service install` writes. Best effort: only
 # the tool is needed, not a running systemd; without it those tests are skipped with a note.
 install-systemd:
-	@command -v systemd-analyze >/dev/null 2>&1 \
-	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null 2>&1) \
-	  || echo "note: could not install systemd (systemd-analyze); the unit verification tests will be skipped"
+	@(command -v systemd-analyze && command -v systemd-nspawn && command -v mmdebstrap) >/dev/null 2>&1 \
+	  || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd systemd-container mmdebstrap) >/dev/null 2>&1) \
+	  || echo "note: could not install systemd, systemd-container and mmdebstrap; the unit verification and systemd service tests will be skipped"
 
 install-chromium:
 	@command -v chromium >/dev/null 2>&1 \
@@ -80,9 +81,22 @@ demo: install
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
+# Two lanes, one per core: the whole suite in .venv in the foreground, and beside it (log shown after) the runtime
+# tests without TensorFlow, under tflite-runtime and in the emulated ARM roots. Each lane is mostly one busy
+# process; run one after the other they left a core idle and took twice as long.
 test: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime
-	@mkdir -p $(ARM_CACHE) && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
-	$(BIN)/python -m pytest -q
+	@mkdir -p $(ARM_CACHE) build && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
+	@mkdir -p $(SYSTEMD_CACHE) && (bash tests/systemd/root.sh --prepare > $(SYSTEMD_CACHE)/prepare.log 2>&1 &)
+	@echo "make test: the suite in $(VENV) here; the runtime in $(RUNTIME_VENV), $(TFLITE_VENV) and the ARM roots beside it (build/test-beside.log)"
+	@$(MAKE) --no-print-directory test-beside > build/test-beside.log 2>&1 & beside=$$!; \
+	  $(BIN)/python -m pytest -q; here=$$?; \
+	  wait $$beside; others=$$?; \
+	  echo "== beside: the runtime without TensorFlow, under tflite-runtime, in the ARM roots"; cat build/test-beside.log; \
+	  echo "make test: $(VENV) suite exit $$here, the others exit $$others"; \
+	  [ $$here = 0 ] && [ $$others = 0 ]
+
+# What `make test` runs beside the main suite, one after the other.
+test-beside:
 	$(MAKE) --no-print-directory test-runtime
 	$(MAKE) --no-print-directory test-tflite-runtime
 	$(MAKE) --no-print-directory test-arm
