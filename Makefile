@@ -95,11 +95,13 @@ test: install install-runtime install-mediapipe install-chromium install-mosquit
 	  echo "make test: $(VENV) suite exit $$here, the others exit $$others"; \
 	  [ $$here = 0 ] && [ $$others = 0 ]
 
-# What `make test` runs beside the main suite, one after the other.
+# What `make test` runs beside the main suite, one after the other; each runs even when one before it failed.
 test-beside:
-	$(MAKE) --no-print-directory test-runtime
-	$(MAKE) --no-print-directory test-tflite-runtime
-	$(MAKE) --no-print-directory test-arm
+	@status=0; \
+	  $(MAKE) --no-print-directory test-runtime || status=1; \
+	  $(MAKE) --no-print-directory test-tflite-runtime || status=1; \
+	  $(MAKE) --no-print-directory test-arm || status=1; \
+	  exit $$status
 
 # The runtime tests again, in an environment where TensorFlow is not installed at all.
 test-runtime: install-runtime

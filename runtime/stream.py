@@ -33,6 +33,30 @@ STATS_WINDOW = 10_000  # frames the stage medians are taken over
 SWITCH_INTERVAL_S = 0.001
 
 
+class _SwitchInterval:
+    """Shortens the switch interval while at least one loop runs; the last loop to end gives the caller's back
+    (two loops side by side, as a library may run them, must not leave the short one behind)."""
+
+    def __init__(self) -> None:
+        self._lock, self._loops, self._saved = threading.Lock(), 0, 0.0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._loops == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, SWITCH_INTERVAL_S))
+            self._loops += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._loops -= 1
+            if self._loops == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_switch_interval = _SwitchInterval()
+
+
 class StreamOptionError(ValueError):
     """An invalid camera option; the message names the option, the value and the fix."""
 
@@ -161,8 +185,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
     history: deque[np.ndarray] = deque(maxlen=options.smooth)
     debouncer = Debouncer(options.confirm, options.hold)
     from_file = not getattr(source, "live", True)
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
+    _switch_interval.enter()
     started = time.perf_counter()
     try:
         while not stop() and not sinks.stop_requested.is_set():
@@ -211,7 +234,7 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
         sinks.close()
         summary.sinks = sinks.summary()
         summary.state = debouncer.current.as_dict() if debouncer.current else None
-        sys.setswitchinterval(switch_interval)
+        _switch_interval.exit()
     return summary
 
 
