@@ -69,37 +69,55 @@ def test_a_failing_invoke_is_raised_in_the_callers_thread(tiny_int8, tmp_path):
     assert not [t.name for t in set(threading.enumerate()) - earlier if t.name in ("edgeclf-invoke", "edgeclf-capture")]
 
 
+SWITCH_CHECK = """
+import json, sys
+from edgeclf.runtime.model import Model, ModelError
+from edgeclf.runtime.sinks import CallbackSink, Sinks
+from edgeclf.runtime.sources import open_source
+from edgeclf.runtime.stream import StreamOptions, _switch_interval, run_stream
+model_path, clip = sys.argv[1:3]
+sys.setswitchinterval(0.004)
+seen, figures = [], {}
+
+def run(model, sinks=()):
+    return run_stream(model, open_source(clip), StreamOptions(max_frames=4), Sinks(list(sinks)))
+
+figures["classified"] = run(Model(model_path), [CallbackSink(lambda r: seen.append(sys.getswitchinterval()))]).classified
+figures["during"], figures["after"] = seen, sys.getswitchinterval()
+
+class Failing(Model):
+    def invoke(self, tensor):
+        raise ModelError("injected")
+
+try:
+    run(Failing(model_path))
+except ModelError:
+    figures["after_a_failure"] = sys.getswitchinterval()
+# two loops that overlap (a library may run two cameras): the first to end leaves the short interval to the other
+_switch_interval.enter()  # loop A starts
+_switch_interval.enter()  # loop B starts
+_switch_interval.exit()  # A ends first
+figures["one_still_running"] = sys.getswitchinterval()
+_switch_interval.exit()  # then B
+figures["both_ended"] = sys.getswitchinterval()
+print(json.dumps(figures))
+"""
+
+
 def test_the_loop_shortens_the_thread_switch_interval_and_gives_it_back(tiny_int8, tmp_path):
     """While a loop runs, an output's thread holding the interpreter lock keeps it waiting at most 1 ms (Python's
-    default is 5 ms); the caller's setting is back when the last loop ends, also when a run fails or two overlap."""
+    default is 5 ms); the caller's setting is back when the last loop ends, also when a run fails or two overlap.
+    In a process of its own: the setting is the whole interpreter's, and other tests' loops may still run here."""
+    import json
+    import subprocess
     import sys
 
-    from edgeclf.runtime.sinks import CallbackSink
     from edgeclf.runtime.stream import SWITCH_INTERVAL_S
 
-    def run(model, name, sinks=()):
-        return run_stream(model, open_source(str(make_video(tmp_path / name))), StreamOptions(max_frames=FRAMES),
-                          Sinks(list(sinks)))
-
-    callers = sys.getswitchinterval()
-    sys.setswitchinterval(0.004)
-    try:
-        seen: list[float] = []
-        summary = run(Model(tiny_int8), "clip.mp4", [CallbackSink(lambda result: seen.append(sys.getswitchinterval()))])
-        assert summary.classified == FRAMES and seen == [SWITCH_INTERVAL_S] * FRAMES
-        assert sys.getswitchinterval() == 0.004
-        with pytest.raises(ModelError):
-            run(WatchedModel(tiny_int8, fail_at=1), "clip2.mp4")
-        assert sys.getswitchinterval() == 0.004
-        # two loops that overlap (a library may run two cameras): the first to end leaves the short interval to the
-        # other, and the last to end gives the caller's back
-        from edgeclf.runtime.stream import _switch_interval
-
-        _switch_interval.enter()  # loop A starts
-        _switch_interval.enter()  # loop B starts
-        _switch_interval.exit()  # A ends first
-        assert sys.getswitchinterval() == SWITCH_INTERVAL_S
-        _switch_interval.exit()  # then B
-        assert sys.getswitchinterval() == 0.004
-    finally:
-        sys.setswitchinterval(callers)
+    clip = make_video(tmp_path / "clip.mp4")
+    done = subprocess.run([sys.executable, "-c", SWITCH_CHECK, str(tiny_int8), str(clip)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.splitlines()[-1])
+    assert figures == {"classified": FRAMES, "during": [SWITCH_INTERVAL_S] * FRAMES, "after": 0.004,
+                       "after_a_failure": 0.004, "one_still_running": SWITCH_INTERVAL_S, "both_ended": 0.004}
