@@ -83,12 +83,13 @@ demo: install
 
 # Two lanes, one per core: the whole suite in .venv in the foreground, and beside it (log shown after) the runtime
 # tests without TensorFlow, under tflite-runtime and in the emulated ARM roots. Each lane is mostly one busy
-# process; run one after the other they left a core idle and took twice as long.
+# process; run one after the other they left a core idle and took twice as long. Ctrl-C stops both lanes.
 test: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime
 	@mkdir -p $(ARM_CACHE) build && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
 	@mkdir -p $(SYSTEMD_CACHE) && (bash tests/systemd/root.sh --prepare > $(SYSTEMD_CACHE)/prepare.log 2>&1 &)
 	@echo "make test: the suite in $(VENV) here; the runtime in $(RUNTIME_VENV), $(TFLITE_VENV) and the ARM roots beside it (build/test-beside.log)"
-	@$(MAKE) --no-print-directory test-beside > build/test-beside.log 2>&1 & beside=$$!; \
+	@trap 'trap - INT TERM; kill -TERM 0' INT TERM; \
+	  $(MAKE) --no-print-directory test-beside > build/test-beside.log 2>&1 & beside=$$!; \
 	  $(BIN)/python -m pytest -q; here=$$?; \
 	  wait $$beside; others=$$?; \
 	  echo "== beside: the runtime without TensorFlow, under tflite-runtime, in the ARM roots"; cat build/test-beside.log; \

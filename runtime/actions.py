@@ -6,6 +6,7 @@ receiver has taken it, in order: a receiver that is down, or a restart of edgecl
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -39,7 +40,7 @@ WEBHOOK_QUEUE_MAX = 1000  # changes kept on disk while the receiver is away; the
 WEBHOOK_TIMEOUT_S = 5.0  # one POST
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0  # retry pauses double up to this: a receiver back is seen within 5 s
 FLUSH_AT_CLOSE_S = 5.0  # at the end of a run, how long to keep delivering; the rest waits on disk
-RETRIED_STATUSES = {408, 429}  # 4xx answers that mean "later", not "never"
+RETRIED_STATUSES = {407, 408, 429}  # 4xx answers that mean "later", not "never" (407: the proxy wants a login)
 GPIO_HINT = ("--gpio needs gpiozero: `pip install gpiozero` (in edgeclf's venv), or on Raspberry Pi OS "
              "`sudo apt install python3-gpiozero` and a venv made with --system-site-packages")
 
@@ -96,9 +97,13 @@ def _delivery_id(body: bytes) -> str:
 
 def parse_webhook_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ActionError(f"--webhook must be an http:// or https:// URL; received {url!r}. "
-                          "Use e.g. --webhook http://192.168.1.10:8123/api/webhook/edgeclf.")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when it is read
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ActionError(f"--webhook must be an http:// or https:// URL with a port from 1 to 65535 if any; "
+                          f"received {url!r}. Use e.g. --webhook http://192.168.1.10:8123/api/webhook/edgeclf.")
     return url
 
 
@@ -213,7 +218,7 @@ class WebhookSink(Sink):
         self._target = (self._parts.path or "/") + (f"?{self._parts.query}" if self._parts.query else "")
         self._connect = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
         self._connection: http.client.HTTPConnection | None = None  # kept alive between changes when the receiver allows
-        self._request_target = self._target
+        self._request_target, self._proxy_headers = self._target, {}
         self.secret, self.timeout, self.backoff = secret, timeout, backoff
         self.queue = WebhookQueue(queue_dir or default_queue_dir(url), queue_max)
         self.device, self.model = device or socket.gethostname(), model
@@ -250,7 +255,13 @@ class WebhookSink(Sink):
                 self._wake.clear()
                 continue
             number, body = item
-            outcome = self._post(body)
+            try:
+                outcome = self._post(body)
+            except Exception as exc:  # noqa: BLE001 - the delivery thread must outlive one bad change or proxy setting
+                log.warning("webhook %s: could not post a change (%s: %s); retrying with back-off", self.url,
+                            type(exc).__name__, exc)
+                self._disconnect()
+                outcome = "retry"
             if outcome == "delivered":
                 self.queue.remove(number)
                 self.delivered += 1
@@ -276,7 +287,7 @@ class WebhookSink(Sink):
             try:
                 if self._connection is None:
                     self._connection = self._open()
-                self._connection.request("POST", self._request_target, body, headers)
+                self._connection.request("POST", self._request_target, body, {**headers, **self._proxy_headers})
                 response = self._connection.getresponse()
                 response.read()
                 if response.will_close:
@@ -284,7 +295,8 @@ class WebhookSink(Sink):
                 break
             except (OSError, http.client.HTTPException) as exc:
                 self._disconnect()
-                if reused and attempt == 1:
+                closed = isinstance(exc, (ConnectionError, http.client.BadStatusLine))  # not a timeout: it may have landed
+                if reused and attempt == 1 and closed:
                     continue  # the receiver had closed the kept-alive connection: once more, on a new one
                 problem = f"cannot reach it ({exc or type(exc).__name__})"
                 response = None
@@ -307,15 +319,20 @@ class WebhookSink(Sink):
         """A connection to the receiver, through the proxy that $http_proxy / $https_proxy name for it (as urllib
         would: not for hosts in $no_proxy): plain HTTP by absolute URL, HTTPS in a CONNECT tunnel."""
         proxy = _proxy_for(self._parts)
-        self._request_target = self._target
+        self._request_target, self._proxy_headers = self._target, {}
+        port = self._parts.port or (443 if self._parts.scheme == "https" else 80)  # given: an IPv6 host is not re-split
         if proxy is None:
-            return self._connect(self._parts.hostname, self._parts.port, timeout=self.timeout)
+            return self._connect(self._parts.hostname, port, timeout=self.timeout)
+        login = {}
+        if proxy.username:  # as urllib sends it: basic auth from the proxy URL's user and password
+            pair = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
+            login = {"Proxy-Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
         if self._parts.scheme == "https":
-            connection = self._connect(proxy.hostname, proxy.port or 8080, timeout=self.timeout)
-            connection.set_tunnel(self._parts.hostname, self._parts.port or 443)
+            connection = self._connect(proxy.hostname, proxy.port or 80, timeout=self.timeout)
+            connection.set_tunnel(self._parts.hostname, port, headers=login)
             return connection
-        self._request_target = urllib.parse.urlunsplit(self._parts._replace(fragment=""))
-        return http.client.HTTPConnection(proxy.hostname, proxy.port or 8080, timeout=self.timeout)
+        self._request_target, self._proxy_headers = urllib.parse.urlunsplit(self._parts._replace(fragment="")), login
+        return http.client.HTTPConnection(proxy.hostname, proxy.port or 80, timeout=self.timeout)
 
     def _disconnect(self) -> None:
         if self._connection is not None:
@@ -400,6 +417,11 @@ class SnapshotSink(Sink):
         if not ok:
             raise RuntimeError(f"OpenCV could not encode frame {change.frame} as JPEG")
         content = encoded.tobytes()
+        if len(content) > self.max_bytes:  # larger than the cap on its own: the cap wins, the others stay
+            self.too_large += 1
+            log.warning("snapshots: %s (%d KB) is larger than --snapshots-max-mb on its own; not kept", name,
+                        len(content) // 1024)
+            return
         try:
             write_atomically(self.folder / name, content)
         except OSError as exc:
@@ -410,12 +432,6 @@ class SnapshotSink(Sink):
             self._last_error = exc.errno
             return
         self._last_error = None
-        if len(content) > self.max_bytes:  # larger than the cap on its own: the cap wins, the others stay
-            (self.folder / name).unlink(missing_ok=True)
-            self.too_large += 1
-            log.warning("snapshots: %s (%d KB) is larger than --snapshots-max-mb on its own; not kept", name,
-                        len(content) // 1024)
-            return
         self.written += 1
         self._total += len(content) - self._sizes.pop(name, 0)
         self._sizes[name] = len(content)

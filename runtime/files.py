@@ -50,6 +50,10 @@ def write_atomically(target: Path, content: bytes) -> None:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(target)) from exc
+    except BaseException:  # Ctrl-C or SIGTERM raised mid-write: no temporary left beside the artifacts
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 _TEMPORARIES = itertools.count()

@@ -189,7 +189,10 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
     started = time.perf_counter()
     try:
         while not stop() and not sinks.stop_requested.is_set():
-            item = invoker.results.get()
+            try:
+                item = invoker.results.get(timeout=0.1)  # stop() is looked at while paused too (nothing comes then)
+            except queue.Empty:
+                continue
             if isinstance(item, _End):
                 summary.ended = item.reason
                 break
@@ -225,16 +228,18 @@ def run_stream(model: Model, source: Source, options: StreamOptions, sinks: Sink
     except KeyboardInterrupt:
         summary.ended = "interrupted"
     finally:
-        summary.seconds = time.perf_counter() - started
-        invoker.stop()
-        grabber.close()
-        invoker.join()
-        summary.frames_read, summary.dropped, summary.read_errors = grabber.read, grabber.dropped, grabber.read_errors
-        summary.skipped, summary.paused = invoker.skipped, invoker.paused
-        sinks.close()
-        summary.sinks = sinks.summary()
-        summary.state = debouncer.current.as_dict() if debouncer.current else None
-        _switch_interval.exit()
+        try:
+            summary.seconds = time.perf_counter() - started
+            invoker.stop()
+            grabber.close()
+            invoker.join()
+            summary.frames_read, summary.dropped, summary.read_errors = grabber.read, grabber.dropped, grabber.read_errors
+            summary.skipped, summary.paused = invoker.skipped, invoker.paused
+            sinks.close()
+            summary.sinks = sinks.summary()
+            summary.state = debouncer.current.as_dict() if debouncer.current else None
+        finally:  # even when closing a sink or the source fails, or a second Ctrl-C comes while they close
+            _switch_interval.exit()
     return summary
 
 

@@ -6,6 +6,7 @@ gpiozero's own mock pin factory; the clips are real videos and image folders wri
 from __future__ import annotations
 
 import errno
+import base64
 import hashlib
 import hmac
 import itertools
@@ -75,7 +76,7 @@ class Receiver:
 
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.targets.append(self.path)
+                receiver.targets.append((self.path, self.headers.get("Proxy-Authorization")))
                 self.requests += 1
                 if receiver.drop_after and self.requests >= receiver.drop_after:
                     self.close_connection = True  # after this answer, with no "Connection: close" said
@@ -259,15 +260,19 @@ def test_webhook_keeps_its_connection_alive_and_a_dropped_one_costs_no_retry(tmp
 def test_webhook_goes_through_the_proxy_the_environment_names_and_not_for_no_proxy_hosts(tmp_path, monkeypatch):
     """As urllib does: $http_proxy gets the POST by absolute URL; a host in $no_proxy is reached directly."""
     proxy = Receiver()  # it answers as the receiver would once the proxy forwarded the POST
-    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("http_proxy", f"http://cam:p%40ss@127.0.0.1:{proxy.port}")
     monkeypatch.setenv("no_proxy", "direct.invalid")
     sinks = Sinks([WebhookSink("http://camera-hooks.invalid:8123/api/webhook/gate", SECRET, tmp_path / "queue", backoff=FAST)])
     sinks.publish(_change(0))
     _wait_for(lambda: len(proxy.bodies) == 1)
     sinks.close()
-    assert proxy.targets == ["http://camera-hooks.invalid:8123/api/webhook/gate"] and proxy.bad_signatures == 0
+    login = "Basic " + base64.b64encode(b"cam:p@ss").decode()  # the proxy URL's user and password, as urllib sends them
+    assert proxy.targets == [("http://camera-hooks.invalid:8123/api/webhook/gate", login)] and proxy.bad_signatures == 0
     direct = WebhookSink("http://direct.invalid/hook", None, tmp_path / "queue2", backoff=FAST)
     assert direct._open().host == "direct.invalid"  # bypassed: connects to the host itself (no request is sent)
+    ipv6 = WebhookSink("http://[fd00::5]/hook", None, tmp_path / "queue3", backoff=FAST)
+    monkeypatch.setenv("no_proxy", "*")
+    assert (ipv6._open().host, ipv6._open().port) == ("fd00::5", 80)  # the address whole, the scheme's port
     proxy.stop()
 
 
@@ -303,8 +308,12 @@ def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, mon
         read_secret(secret)
     monkeypatch.setenv("EDGECLF_WEBHOOK_SECRET", "from-env")
     assert read_secret(None) == b"from-env"
-    with pytest.raises(ActionError, match="--webhook must be an http:// or https:// URL; received 'ftp://x'"):
+    with pytest.raises(ActionError, match="--webhook must be an http:// or https:// URL with a port from 1 to 65535 "
+                       "if any; received 'ftp://x'"):
         WebhookSink("ftp://x", None, tmp_path / "queue")
+    for url in ("http://h:99999/x", "http://h:abc/x"):  # urllib checks a port only when it is read: at the first POST
+        with pytest.raises(ActionError, match=f"received '{url}'"):
+            WebhookSink(url, None, tmp_path / "queue")
 
 
 def test_a_queue_folder_serves_one_camera_at_a_time(tmp_path):
