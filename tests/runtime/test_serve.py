@@ -19,6 +19,7 @@ from edgeclf.runtime.serve import LiveServer, ServeSink, parse_address
 from edgeclf.runtime.sinks import Sinks
 from edgeclf.runtime.stream import StreamOptions, run_stream
 from tests.browser import CHROMIUM, FLAGS, needs_chromium
+from tests.sockets import idle_connections
 
 
 class LiveTestCard:
@@ -210,29 +211,18 @@ def test_viewer_over_the_limit_gets_503(guarded_server):
 
 
 def test_hundreds_of_idle_sockets_cannot_exhaust_the_server(guarded_server):
-    import socket
-
-    before = threading.active_count()
-    idle = []
-    for _ in range(200):  # a bounded loop of connections that never send a request
-        sock = socket.socket()
-        sock.setblocking(False)  # the kernel's listen queue is full at times: do not wait for it
-        sock.connect_ex(guarded_server.address)
-        idle.append(sock)
-    time.sleep(0.5)
-    assert threading.active_count() - before <= 6  # at most max_connections handler threads
-    # The server closed most of them at once, and times out the ones it took; then it serves again.
-    deadline = time.time() + 15
-    status = None
-    while time.time() < deadline:
-        try:
-            connection, response = _authorized_get(guarded_server, "/status.json")
-            status = response.status
-            connection.close()
-            break
-        except (ConnectionError, http.client.HTTPException, OSError):
-            time.sleep(0.2)
-    assert status == 200
-    assert guarded_server.refused > 0  # closed on accept (the rest wait in the kernel's bounded listen queue)
-    for sock in idle:
-        sock.close()
+    with idle_connections(guarded_server.address) as threads_gained:
+        assert threads_gained <= 6  # at most max_connections handler threads
+        # The server closed most of them at once, and times out the ones it took; then it serves again.
+        deadline = time.time() + 15
+        status = None
+        while time.time() < deadline:
+            try:
+                connection, response = _authorized_get(guarded_server, "/status.json")
+                status = response.status
+                connection.close()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError):
+                time.sleep(0.2)
+        assert status == 200
+        assert guarded_server.refused > 0  # closed on accept (the rest wait in the kernel's bounded listen queue)
