@@ -65,12 +65,12 @@ def read_secret(secret_file: str | os.PathLike | None) -> bytes | None:
     """
     if secret_file is not None:
         try:
-            secret = read_private_file(secret_file, "--webhook-secret-file", "webhook's shared secret").strip()
+            secret = read_private_file(secret_file, "--webhook-secret-file", "webhook's shared secret", binary=True)
         except ValueError as exc:
             raise ActionError(str(exc)) from exc
-        if not secret:
+        if not secret.strip():
             raise ActionError(f"--webhook-secret-file {secret_file} is empty; write the webhook's shared secret into it.")
-        return secret.encode()
+        return secret.strip()
     value = os.environ.get(SECRET_ENV, "").strip()
     return value.encode() if value else None
 

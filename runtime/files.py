@@ -59,8 +59,9 @@ def write_atomically(target: Path, content: bytes) -> None:
 _TEMPORARIES = itertools.count()
 
 
-def read_private_file(path: str | os.PathLike, option: str, holds: str) -> str:
-    """The text of a file that holds a secret (a password, a signing key), newlines at its ends dropped.
+def read_private_file(path: str | os.PathLike, option: str, holds: str, binary: bool = False) -> str | bytes:
+    """The text of a file that holds a secret (a password, a signing key), newlines at its ends dropped; with
+    `binary`, its bytes (a key made with `head -c 32 /dev/urandom` need not be text).
 
     The rule, the same for every secret edgeclf reads from a file: a regular file that only its owner can
     read (mode 0600 or 0400), not empty. `option` (e.g. "--mqtt-password-file") and `holds` (e.g. "broker
@@ -81,7 +82,7 @@ def read_private_file(path: str | os.PathLike, option: str, holds: str) -> str:
         raise ValueError(f"{option} {path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read it; a file "
                          f"holding the {holds} must be its owner's only (0600 or 0400). Run: chmod 600 {path}")
     try:
-        text = path.read_text(encoding="utf-8").strip("\r\n")
+        text = path.read_bytes().strip(b"\r\n") if binary else path.read_text(encoding="utf-8").strip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{option} {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}). Give a UTF-8 "
                          f"text file holding only the {holds}.") from exc

@@ -298,6 +298,9 @@ def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, mon
         read_secret(secret)
     secret.chmod(0o600)
     assert read_secret(secret) == b"abc"
+    secret.write_bytes(b"\xff\x00k\xfe\n")  # a key from /dev/urandom need not be UTF-8 text
+    assert read_secret(secret) == b"\xff\x00k\xfe"
+    secret.write_text("abc\n")
     with pytest.raises(ActionError, match=rf"^--webhook-secret-file {secret.parent}: not a regular file"):
         read_secret(secret.parent)
     with pytest.raises(ActionError, match=rf"--webhook-secret-file {secret}x: cannot read it \(No such file or directory\)\. "
