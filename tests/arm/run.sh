@@ -69,18 +69,12 @@ source "$here/../debian-root.sh"  # mirror, build_root
 # Prints the root folder of a target, building it first when its recipe has none yet. One builder per
 # target at a time (flock): a root that `--prepare` is building in the background is waited for.
 ensure_root() {
-  local target=$1 arch suite packages key root attempt
+  local target=$1 arch suite packages key root
   read -r arch suite packages <<<"$(recipe "$target")"
   key=$(printf '%s\n' "$RECIPE_VERSION" "$arch" "$suite" "$packages" | sha256sum | cut -c1-12)
   root=$cache/$target-$key
-  exec {lock}>"$cache/.$target.lock"
-  flock "$lock"
-  if [ ! -e "$root/.complete" ]; then
-    for old in "$cache/$target"-*; do [ -e "$old" ] && rm -rf "$old"; done
-    build_root "test-arm ($target, $arch)" "$root" "$cache/$target.build.log" "$suite" --arch="$arch" \
-      --variant=minbase --include="$packages" || return 1
-  fi
-  flock -u "$lock"
+  build_root "test-arm ($target, $arch)" "$root" "$cache/$target.build.log" "$suite" --arch="$arch" \
+    --variant=minbase --include="$packages" || return 1
   echo "$root"
 }
 

@@ -38,13 +38,7 @@ source "$(dirname "$0")/../debian-root.sh"  # mirror, build_root
 mkdir -p "$cache"
 key=$(printf '%s\n' "$RECIPE_VERSION" "$suite" "$packages" "$mask" | sha256sum | cut -c1-12)
 root=$cache/$suite-$key
-exec {lock}>"$cache/.root.lock"
-flock "$lock"
-if [ ! -e "$root/.complete" ]; then
-  for old in "$cache/$suite"-*; do [ -e "$old" ] && rm -rf "$old"; done
-  build_root "systemd test root" "$root" "$cache/build.log" "$suite" --variant=minbase --include="$packages" \
-    --customize-hook="chroot \"\$1\" systemctl mask $mask" \
-    || skip "could not build the Debian root with mmdebstrap (see $cache/build.log)"
-fi
-flock -u "$lock"
+build_root "systemd test root" "$root" "$cache/build.log" "$suite" --variant=minbase --include="$packages" \
+  --customize-hook="chroot \"\$1\" systemctl mask $mask" \
+  || skip "could not build the Debian root with mmdebstrap (see $cache/build.log)"
 [ "${1:-}" = --prepare ] || echo "$root"
