@@ -1,8 +1,8 @@
 """Actions the camera takes when its state changes: a signed webhook, a JPEG snapshot, a GPIO pin.
 
 Each is a `Sink` (sinks.py) with `changes_only` set, so it runs on its own thread and sees only the
-frames that changed the debounced state. The webhook keeps every change in a folder on disk until the
-receiver has taken it, in order: a receiver that is down, or a restart of edgeclf, loses no change.
+frames that changed the debounced state. The webhook keeps every change until the receiver has taken it,
+in order, on disk as soon as it has to wait: a receiver that is down, or a restart of edgeclf, loses no change.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import cv2
 
-from edgeclf.runtime.files import cache_root, read_private_file, write_atomically
+from edgeclf.runtime.files import cache_root, read_private_file, sync_folder, write_atomically
 from edgeclf.runtime.sinks import FrameResult, Sink
 from edgeclf.runtime.state import UNKNOWN
 
@@ -113,11 +113,19 @@ def default_queue_dir(url: str) -> Path:
 
 
 class WebhookQueue:
-    """Changes waiting for the receiver: one JSON file per change, numbered in order, written atomically.
+    """Changes waiting for the receiver, in order; on disk (one JSON file per change, numbered) once they wait.
 
-    At most `limit` files; adding one more removes the oldest (counted in `overflowed`). The folder is this
+    A change that the receiver takes at once never touches the disk: it is held in memory while its POST is in
+    flight (a few milliseconds), as the camera's own queues hold it before. As soon as changes have to wait (a
+    POST failed, or a change comes while another one is still waiting) every waiting change is written, in
+    order, atomically and flushed with its folder entry, so a restart or a power cut loses none of them; a
+    run that ends writes what is left. So a receiver that keeps up costs no disk write per change (on a Pi: no
+    SD card write) and one that is away loses nothing. The exposure left: a single change whose POST hangs
+    (up to the webhook timeout) with no other change behind it, when the process is killed with SIGKILL.
+
+    At most `limit` changes; adding one more removes the oldest (counted in `overflowed`). The folder is this
     camera's alone (an exclusive lock), so it is listed once, when the queue opens: afterwards the order lives
-    in memory and a change costs one file write, one read-back-free delivery and one unlink.
+    in memory.
     """
 
     def __init__(self, folder: Path, limit: int = WEBHOOK_QUEUE_MAX) -> None:
@@ -132,9 +140,11 @@ class WebhookQueue:
         self._lock_file = self._hold(self.folder / ".lock")
         self.overflowed = 0
         self._waiting: deque[int] = deque(sorted(int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit()))
-        self._bodies: dict[int, bytes] = {}  # what this run wrote, so delivering it reads nothing back
+        self._on_disk: set[int] = set(self._waiting)
+        self._bodies: dict[int, bytes] = {}  # what this run queued, so delivering it reads nothing back
         self._next = (self._waiting[-1] + 1) if self._waiting else 0
         self.recovered = len(self._waiting)  # changes a previous run left undelivered
+        self.written = 0  # changes this run had to write to disk (they waited)
 
     @staticmethod
     def _hold(path: Path):
@@ -158,15 +168,41 @@ class WebhookQueue:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def put(self, body: bytes) -> None:
+    def put(self, body: bytes, wait: bool = False) -> None:
+        """Adds a change. `wait`: the receiver is failing, so it will wait: written at once. A change that comes
+        while another is still waiting is written at once too, with every waiting change not on disk yet.
+
+        Raises:
+            OSError: the queue folder cannot be written (a full disk); the change stays queued in memory.
+        """
         with self._lock:
-            write_atomically(self._path(self._next), body)
-            self._waiting.append(self._next)
-            self._bodies[self._next] = body
-            self._next += 1
+            number, self._next = self._next, self._next + 1
+            queued_behind = bool(self._waiting)
+            self._waiting.append(number)
+            self._bodies[number] = body
             while len(self._waiting) > self.limit:
                 self._forget(self._waiting.popleft())
                 self.overflowed += 1
+            if wait or queued_behind:
+                self._write_waiting()
+
+    def persist(self) -> None:
+        """Writes every waiting change that is not on disk yet (its POST failed, or the run ends).
+
+        Raises:
+            OSError: as `put`.
+        """
+        with self._lock:
+            self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        unwritten = [number for number in self._waiting if number not in self._on_disk]
+        for number in unwritten:  # oldest first: a power cut midway keeps a prefix of the order
+            write_atomically(self._path(number), self._bodies[number])
+            self._on_disk.add(number)
+            self.written += 1
+        if unwritten:
+            sync_folder(self.folder)
 
     def first(self) -> tuple[int, bytes] | None:
         """The oldest waiting change (its number and body), or None."""
@@ -180,6 +216,7 @@ class WebhookQueue:
                     return number, self._path(number).read_bytes()
                 except FileNotFoundError:  # removed by hand meanwhile
                     self._waiting.popleft()
+                    self._on_disk.discard(number)
         return None
 
     def remove(self, number: int) -> None:
@@ -190,7 +227,9 @@ class WebhookQueue:
 
     def _forget(self, number: int) -> None:
         self._bodies.pop(number, None)
-        self._path(number).unlink(missing_ok=True)
+        if number in self._on_disk:
+            self._on_disk.discard(number)
+            self._path(number).unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -200,7 +239,7 @@ class WebhookQueue:
 class WebhookSink(Sink):
     """POSTs each state change as JSON to `url`, signed when a secret is set, in order and at least once.
 
-    `handle` only writes the change into the on-disk queue; a delivery thread POSTs the queue's oldest
+    `handle` only queues the change (`WebhookQueue`: on disk once it has to wait); a delivery thread POSTs the oldest
     change until the receiver answers 2xx (then removes it), retrying with exponential back-off on
     connection errors, 5xx, 408 and 429. Other 4xx answers mean the receiver refuses that change: it
     is logged and dropped (counted). Each body carries a unique `id` (also in X-Edgeclf-Delivery) so a
@@ -241,9 +280,11 @@ class WebhookSink(Sink):
         if change is None:
             return
         body = {"id": f"{self._run_id}-{self.queued}", **change.as_dict(), "device": self.device, "model": self.model}
-        self.queue.put(json.dumps(body, separators=(",", ":")).encode())
         self.queued += 1
-        self._wake.set()
+        try:
+            self.queue.put(json.dumps(body, separators=(",", ":")).encode(), wait=self._failing_since is not None)
+        finally:  # a change that could not be written (a full disk) is still queued in memory: deliver it
+            self._wake.set()
 
     def _deliver_loop(self) -> None:
         first, most = self.backoff
@@ -274,8 +315,17 @@ class WebhookSink(Sink):
                 self.rejected += 1
             else:
                 self.retries += 1
+                self._persist()  # it has to wait now, and so does every change behind it
                 self._nudge.wait(backoff)
                 backoff = min(backoff * 2, most)
+
+    def _persist(self) -> None:
+        try:
+            self.queue.persist()
+        except OSError as exc:
+            log.warning("webhook %s: cannot write the waiting changes into %s (%s); they wait in memory only, and a "
+                        "restart now would lose them. Free space there or choose another --webhook-queue",
+                        self.url, self.queue.folder, exc.strerror)
 
     def _post(self, body: bytes) -> str:
         """One POST on a kept-alive connection; returns "delivered", "rejected" (drop it) or "retry"."""
@@ -354,6 +404,7 @@ class WebhookSink(Sink):
         if self._thread is not None:
             self._thread.join(WEBHOOK_TIMEOUT_S + 1.0)
         self._disconnect()
+        self._persist()  # what is left waits on disk for the next run
         pending = len(self.queue)
         if pending:
             log.warning("webhook %s: %d change(s) not delivered yet wait in %s for the next run",
@@ -363,7 +414,7 @@ class WebhookSink(Sink):
     def summary(self) -> dict:
         return {"queued": self.queued, "delivered": self.delivered, "rejected": self.rejected,
                 "retries": self.retries, "overflowed": self.queue.overflowed,
-                "recovered": self.queue.recovered, "pending": len(self.queue)}
+                "recovered": self.queue.recovered, "pending": len(self.queue), "written": self.queue.written}
 
 
 # --- snapshots -------------------------------------------------------------------------------------

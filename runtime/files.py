@@ -59,6 +59,22 @@ def write_atomically(target: Path, content: bytes) -> None:
 _TEMPORARIES = itertools.count()
 
 
+def sync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (the names renamed into it) to disk, where the platform can: after
+    `write_atomically`, so that a power cut keeps the file under its new name. A no-op where folders cannot be
+    opened (Windows)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems refuse fsync on a folder; the file itself is flushed already
+        pass
+    finally:
+        os.close(handle)
+
+
 def read_private_file(path: str | os.PathLike, option: str, holds: str, binary: bool = False) -> str | bytes:
     """The text of a file that holds a secret (a password, a signing key), newlines at its ends dropped; with
     `binary`, its bytes (a key made with `head -c 32 /dev/urandom` need not be text).

@@ -214,6 +214,51 @@ def test_webhook_restart_delivers_the_changes_queued_while_the_receiver_was_down
     assert len({b["id"] for b in receiver.bodies}) == 7 and receiver.bad_signatures == 0
 
 
+def test_webhook_writes_a_change_to_disk_only_once_it_has_to_wait(tmp_path):
+    receiver = Receiver()
+    queue = tmp_path / "queue"
+    sinks = Sinks([WebhookSink(receiver.url, SECRET, queue, backoff=FAST)])
+    for i in range(3):
+        sinks.publish(_change(i))
+        _wait_for(lambda: len(receiver.bodies) == i + 1)  # a receiver that keeps up: nothing waits
+    assert not list(queue.glob("*.json"))
+    receiver.stop()  # away: the changes that come now wait, so they are on disk while the camera still runs
+    for i in range(3, 6):
+        sinks.publish(_change(i))
+    names = [f"{n:012d}.json" for n in range(3, 6)]
+    _wait_for(lambda: sorted(p.name for p in queue.glob("*.json")) == names)
+    assert sorted(p.name for p in queue.glob("*.json")) == names, "a SIGKILL now would lose the waiting changes"
+    assert [json.loads((queue / name).read_bytes())["frame"] for name in names] == [3, 4, 5]
+    sinks.close()
+    figures = sinks.summary()["webhook"]
+    assert figures["delivered"] == 3 and figures["pending"] == 3 and figures["written"] == 3
+    assert [b["frame"] for b in receiver.bodies] == [0, 1, 2]
+
+
+def test_webhook_queue_on_a_full_disk_says_so_and_delivers_from_memory(tmp_path, monkeypatch, caplog):
+    from edgeclf.runtime import files
+
+    def full(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    port = _free_port()  # the receiver is away at first, so the changes have to wait and be written
+    queue = tmp_path / "queue"
+    sink = WebhookSink(f"http://127.0.0.1:{port}/hook", SECRET, queue, backoff=FAST)
+    monkeypatch.setattr(files.os, "fsync", full)  # and every write fails as on a full disk
+    sinks = Sinks([sink])
+    for i in range(3):
+        sinks.publish(_change(i))
+    _wait_for(lambda: sink.retries >= 2)
+    receiver = Receiver(port)
+    _wait_for(lambda: len(receiver.bodies) == 3)
+    sinks.close()
+    receiver.stop()
+    assert [b["frame"] for b in receiver.bodies] == [0, 1, 2] and receiver.bad_signatures == 0
+    assert not [p.name for p in queue.iterdir() if p.name != ".lock"], "no file, not even a temporary, is left"
+    lines = [r.getMessage() for r in caplog.records if "cannot write the waiting changes" in r.getMessage()]
+    assert lines and f"into {queue} (No space left on device)" in lines[0] and "--webhook-queue" in lines[0]
+
+
 def test_webhook_500_is_retried_with_one_clear_line_and_4xx_is_dropped(tmp_path, caplog):
     receiver = Receiver()
     receiver.fail_next = 3
