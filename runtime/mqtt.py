@@ -380,11 +380,12 @@ class MqttBridge:
 
     @staticmethod
     def _wait(info: Any, deadline: float) -> bool:
-        while not info.is_published():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        """Waits for a message's PUBACK until `deadline`: woken by paho's network thread when it comes, not by
+        polling (a poll every 5 ms made each change wait at least 5 ms a message)."""
+        remaining = deadline - time.monotonic()
+        if remaining > 0 and not info.is_published():
+            info.wait_for_publish(remaining)
+        return info.is_published()
 
     # --- paho callbacks (paho's network thread) ------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
