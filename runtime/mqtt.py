@@ -381,7 +381,15 @@ class MqttBridge:
     @staticmethod
     def _wait(info: Any, deadline: float) -> bool:
         """Waits for a message's PUBACK until `deadline`: woken by paho's network thread when it comes, not by
-        polling (a poll every 5 ms made each change wait at least 5 ms a message)."""
+        polling (a poll every 5 ms made each change wait at least 5 ms a message).
+
+        A message published in the moment the connection dropped comes back with rc MQTT_ERR_NO_CONN although paho
+        keeps it (QoS 1) and sends it after the reconnect; left so, is_published() would raise from then on and
+        end the sender thread: it is taken as queued, which it is."""
+        import paho.mqtt.client as paho
+
+        if info.rc == paho.MQTT_ERR_NO_CONN:
+            info.rc = paho.MQTT_ERR_SUCCESS
         remaining = deadline - time.monotonic()
         if remaining > 0 and not info.is_published():
             info.wait_for_publish(remaining)

@@ -447,3 +447,15 @@ def test_last_will_says_offline_for_a_frozen_camera_and_a_killed_one_within_one_
     # (a stats message every 0.5 s, seen here a moment later). The kernel closes a killed process's socket, so
     # the broker sends the will at once.
     assert killed.received - killed_heard <= 1.5 * keepalive
+
+
+def test_a_change_published_as_the_connection_drops_is_waited_for_not_raised():
+    """paho 2.x returns rc MQTT_ERR_NO_CONN for a QoS 1 message published while the socket is gone, keeps it for
+    the reconnect, and from then on is_published() raises: the sender thread must wait for it, not die."""
+    paho = pytest.importorskip("paho.mqtt.client")
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="dropped")
+    info = client.publish("test/cam/state", b"{}", qos=1)  # never connected: as after a drop
+    assert info.rc == paho.MQTT_ERR_NO_CONN and info.mid in client._out_messages  # kept for the reconnect
+    assert mqtt.MqttBridge._wait(info, time.monotonic() + 0.05) is False  # not yet: no PUBACK
+    info._set_as_published()  # what paho does when the PUBACK comes after the reconnect
+    assert mqtt.MqttBridge._wait(info, time.monotonic() + 0.05) is True
