@@ -197,7 +197,7 @@ class WebhookQueue:
 
     def _write_waiting(self) -> None:
         unwritten = [number for number in self._waiting if number not in self._on_disk]
-        for number in unwritten:  # oldest first: a power cut midway keeps a prefix of the order
+        for number in unwritten:  # oldest first, each file whole (write_atomically); the folder is flushed after
             write_atomically(self._path(number), self._bodies[number])
             self._on_disk.add(number)
             self.written += 1
@@ -268,6 +268,7 @@ class WebhookSink(Sink):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
+        self._persist_failed = False  # the waiting changes could not be written; said once
 
     def start(self) -> None:
         if self.queue.recovered:
@@ -322,7 +323,11 @@ class WebhookSink(Sink):
     def _persist(self) -> None:
         try:
             self.queue.persist()
+            self._persist_failed = False
         except OSError as exc:
+            if self._persist_failed:  # one line until a write succeeds again, not one per retry
+                return
+            self._persist_failed = True
             log.warning("webhook %s: cannot write the waiting changes into %s (%s); they wait in memory only, and a "
                         "restart now would lose them. Free space there or choose another --webhook-queue",
                         self.url, self.queue.folder, exc.strerror)

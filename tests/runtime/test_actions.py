@@ -256,7 +256,8 @@ def test_webhook_queue_on_a_full_disk_says_so_and_delivers_from_memory(tmp_path,
     assert [b["frame"] for b in receiver.bodies] == [0, 1, 2] and receiver.bad_signatures == 0
     assert not [p.name for p in queue.iterdir() if p.name != ".lock"], "no file, not even a temporary, is left"
     lines = [r.getMessage() for r in caplog.records if "cannot write the waiting changes" in r.getMessage()]
-    assert lines and f"into {queue} (No space left on device)" in lines[0] and "--webhook-queue" in lines[0]
+    assert len(lines) == 1, "one line for the full disk, not one per retry"
+    assert f"into {queue} (No space left on device)" in lines[0] and "--webhook-queue" in lines[0]
 
 
 def test_webhook_500_is_retried_with_one_clear_line_and_4xx_is_dropped(tmp_path, caplog):
