@@ -294,6 +294,22 @@ class Receivers:
         urls = json.loads(self.process.stdout.readline())
         self.webhook, self.mqtt = urls["webhook"], urls["mqtt"]
 
+    def cpu_seconds(self) -> float:
+        """CPU time the receivers' process and its children (Mosquitto) have used so far: their work shares this
+        machine's cores with the camera, as it would not if they ran on another machine."""
+        pids, total = [self.process.pid], 0.0
+        try:
+            pids += [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
+        except OSError:
+            pass
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self) -> int:
         """Stops them; returns how many webhook bodies had a bad signature."""
         self.process.stdin.close()
@@ -394,6 +410,7 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
     fps: dict[str, list[float]] = {"none": [], "all": []}
     cpu: dict[str, list[float]] = {"none": [], "all": []}
     changes = 0
+    receivers_ms: list[float] = []
     for i in range(pairs):
         for config in ("none", "all") if i % 2 == 0 else ("all", "none"):
             sinks = []
@@ -406,9 +423,12 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
 
                     sinks += mqtt.build_sinks(mqtt.from_options(receivers.mqtt, device=run), model.labels, "bench")
             source = play_file(open_source(str(clip)), realtime=False, loop=True)
+            receivers_before = receivers.cpu_seconds()
             started = time.process_time()
             summary = run_stream(model, source, options, Sinks(sinks))
             cpu[config].append((time.process_time() - started) * 1000 / summary.classified)
+            if config == "all":
+                receivers_ms.append((receivers.cpu_seconds() - receivers_before) * 1000 / max(1, summary.changes))
             fps[config].append(summary.fps)
             changes += summary.changes if config == "all" else 0
             if config == "all" and any(figures.get("errors") for figures in summary.sinks.values()):
@@ -427,6 +447,9 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
             # The actions' CPU per state change, to scale to another change rate and model: (all - none) per change.
             "cpu_ms_per_change": round((statistics.median(cpu["all"]) - statistics.median(cpu["none"]))
                                        * pairs * frames / max(1, changes), 2),
+            # The receivers' own CPU per change (HTTP parsing, signature checks, the broker, the subscriber): not the
+            # camera's work, but on this machine it takes the same cores (its clock ticks are 10 ms: a coarse figure).
+            "receivers_cpu_ms_per_change": round(statistics.median(receivers_ms), 2) if receivers_ms else None,
             "cost_runs": f"{pairs} pairs x {frames} frames",
             "cost_changes_per_1000_frames": round(1000 * changes / (pairs * frames), 1)}
 
