@@ -284,8 +284,9 @@ class WebhookSink(Sink):
         self.queued += 1
         try:
             self.queue.put(json.dumps(body, separators=(",", ":")).encode(), wait=self._failing_since is not None)
-        finally:  # a change that could not be written (a full disk) is still queued in memory: deliver it
-            self._wake.set()
+        except OSError as exc:  # not written (a full disk), but queued in memory: it is delivered all the same
+            self._cannot_write(exc)
+        self._wake.set()
 
     def _deliver_loop(self) -> None:
         first, most = self.backoff
@@ -323,10 +324,14 @@ class WebhookSink(Sink):
     def _persist(self) -> None:
         try:
             self.queue.persist()
-            self._persist_failed = False
         except OSError as exc:
-            if self._persist_failed:  # one line until a write succeeds again, not one per retry
-                return
+            self._cannot_write(exc)
+        else:
+            self._persist_failed = False
+
+    def _cannot_write(self, exc: OSError) -> None:
+        """One line until a write of the queue succeeds again, not one per change or retry."""
+        if not self._persist_failed:
             self._persist_failed = True
             log.warning("webhook %s: cannot write the waiting changes into %s (%s); they wait in memory only, and a "
                         "restart now would lose them. Free space there or choose another --webhook-queue",

@@ -258,6 +258,7 @@ def test_webhook_queue_on_a_full_disk_says_so_and_delivers_from_memory(tmp_path,
     lines = [r.getMessage() for r in caplog.records if "cannot write the waiting changes" in r.getMessage()]
     assert len(lines) == 1, "one line for the full disk, not one per retry"
     assert f"into {queue} (No space left on device)" in lines[0] and "--webhook-queue" in lines[0]
+    assert not [r for r in caplog.records if "OSError" in r.getMessage()], "no error line per change beside it"
 
 
 def test_webhook_500_is_retried_with_one_clear_line_and_4xx_is_dropped(tmp_path, caplog):
