@@ -145,6 +145,9 @@ class WebhookQueue:
         self._next = (self._waiting[-1] + 1) if self._waiting else 0
         self.recovered = len(self._waiting)  # changes a previous run left undelivered
         self.written = 0  # changes this run had to write to disk (they waited)
+        # The newest changes an overflow dropped: one of them may be in flight, and if its POST then lands it was
+        # delivered, not lost, so remove() takes it back out of `overflowed`.
+        self._dropped: deque[int] = deque(maxlen=8)
 
     @staticmethod
     def _hold(path: Path):
@@ -181,7 +184,9 @@ class WebhookQueue:
             self._waiting.append(number)
             self._bodies[number] = body
             while len(self._waiting) > self.limit:
-                self._forget(self._waiting.popleft())
+                dropped = self._waiting.popleft()
+                self._forget(dropped)
+                self._dropped.append(dropped)
                 self.overflowed += 1
             if wait or queued_behind:
                 self._write_waiting()
@@ -220,9 +225,13 @@ class WebhookQueue:
         return None
 
     def remove(self, number: int) -> None:
+        """Takes a change out once the receiver answered for it (delivered or refused)."""
         with self._lock:
-            if self._waiting and self._waiting[0] == number:  # else an overflow removed it meanwhile
+            if self._waiting and self._waiting[0] == number:
                 self._waiting.popleft()
+            elif number in self._dropped:  # an overflow dropped it while its POST was in flight: not lost after all
+                self._dropped.remove(number)
+                self.overflowed -= 1
             self._forget(number)
 
     def _forget(self, number: int) -> None:

@@ -27,8 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeclf.cli import cli
-from edgeclf.runtime.actions import (ActionError, GpioSink, SnapshotSink, WebhookSink, parse_gpio, read_secret,
-                                     wants_realtime)
+from edgeclf.runtime.actions import (ActionError, GpioSink, SnapshotSink, WebhookQueue, WebhookSink, parse_gpio,
+                                     read_secret, wants_realtime)
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sinks
 from edgeclf.runtime.sources import FrameGrabber, PlayedFile, SourceError, open_source, play_file
@@ -333,6 +333,18 @@ def test_webhook_queue_is_bounded_and_counts_what_overflowed(tmp_path):
     assert figures["overflowed"] == 7 and figures["pending"] == 5 and figures["delivered"] == 0
     kept = [json.loads(p.read_bytes())["frame"] for p in sorted((tmp_path / "queue").glob("*.json"))]
     assert kept == [7, 8, 9, 10, 11]  # the oldest went first
+
+
+def test_a_change_dropped_by_an_overflow_while_in_flight_and_then_delivered_is_not_counted_lost(tmp_path):
+    queue = WebhookQueue(tmp_path / "queue", limit=2)
+    queue.put(b"0")
+    number, body = queue.first()  # its POST is in flight
+    queue.put(b"1")
+    queue.put(b"2")  # the receiver is slow: the queue overflows and drops the oldest, the one in flight
+    assert queue.overflowed == 1
+    queue.remove(number)  # and then its POST lands
+    assert queue.overflowed == 0 and len(queue) == 2 and [queue.first()[1]] == [b"1"]
+    queue.close()
 
 
 def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, monkeypatch):
