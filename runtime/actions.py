@@ -145,9 +145,10 @@ class WebhookQueue:
         self._next = (self._waiting[-1] + 1) if self._waiting else 0
         self.recovered = len(self._waiting)  # changes a previous run left undelivered
         self.written = 0  # changes this run had to write to disk (they waited)
-        # The newest changes an overflow dropped: one of them may be in flight, and if its POST then lands it was
-        # delivered, not lost, so remove() takes it back out of `overflowed`.
-        self._dropped: deque[int] = deque(maxlen=8)
+        # The change first() last handed out (its POST in flight), and whether an overflow dropped it meanwhile: if
+        # its POST then lands it was delivered, not lost, and remove() takes it back out of `overflowed`.
+        self._in_flight: int | None = None
+        self._in_flight_dropped = False
 
     @staticmethod
     def _hold(path: Path):
@@ -186,7 +187,7 @@ class WebhookQueue:
             while len(self._waiting) > self.limit:
                 dropped = self._waiting.popleft()
                 self._forget(dropped)
-                self._dropped.append(dropped)
+                self._in_flight_dropped = self._in_flight_dropped or dropped == self._in_flight
                 self.overflowed += 1
             if wait or queued_behind:
                 self._write_waiting()
@@ -214,6 +215,7 @@ class WebhookQueue:
         with self._lock:
             while self._waiting:
                 number = self._waiting[0]
+                self._in_flight, self._in_flight_dropped = number, False
                 body = self._bodies.get(number)
                 if body is not None:
                     return number, body
@@ -229,8 +231,8 @@ class WebhookQueue:
         with self._lock:
             if self._waiting and self._waiting[0] == number:
                 self._waiting.popleft()
-            elif number in self._dropped:  # an overflow dropped it while its POST was in flight: not lost after all
-                self._dropped.remove(number)
+            elif number == self._in_flight and self._in_flight_dropped:  # dropped while in flight: not lost after all
+                self._in_flight_dropped = False
                 self.overflowed -= 1
             self._forget(number)
 

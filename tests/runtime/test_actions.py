@@ -347,6 +347,36 @@ def test_a_change_dropped_by_an_overflow_while_in_flight_and_then_delivered_is_n
     queue.close()
 
 
+def test_webhook_queue_between_its_two_threads_keeps_order_and_count_and_leaves_no_file(tmp_path):
+    """The sink's thread puts (some while failing, so written at once), the delivery thread takes, writes the
+    waiting ones and removes, as fast as they can, on a queue that overflows: whatever interleaving happens."""
+    queue, delivered, done = WebhookQueue(tmp_path / "queue", limit=5), [], threading.Event()
+
+    def deliver() -> None:
+        for step in itertools.count():
+            item = queue.first()
+            if item is None:
+                if done.is_set():
+                    return
+                continue
+            if step % 3 == 0:  # a POST that failed: what waits is written
+                queue.persist()
+                continue
+            queue.remove(item[0])
+            delivered.append(int(item[1]))
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    for i in range(1000):
+        queue.put(str(i).encode(), wait=i % 7 == 0)
+    done.set()
+    thread.join(30)
+    assert delivered == sorted(set(delivered)), "in order, each once"
+    assert len(delivered) + queue.overflowed == 1000, "each change delivered or counted as dropped, never both"
+    assert not list((tmp_path / "queue").glob("*.json")), "a delivered change's file was left behind"
+    queue.close()
+
+
 def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, monkeypatch):
     secret = tmp_path / "secret"
     secret.write_text("abc\n")
