@@ -46,13 +46,11 @@ def write_atomically(target: Path, content: bytes) -> None:
         finally:
             os.close(handle)
         os.replace(temporary, target)
-    except OSError as exc:
+    except BaseException as exc:  # an OSError, or Ctrl-C / SIGTERM mid-write: no temporary left beside the artifacts
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(target)) from exc
-    except BaseException:  # Ctrl-C or SIGTERM raised mid-write: no temporary left beside the artifacts
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
 
 
