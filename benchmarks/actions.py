@@ -408,7 +408,7 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
     class Clock(Sink):
         """In both configurations: (capture time, frames so far) every 0.1 s, from the feed a periodic sink gets
         (one deque append a frame), so the FPS can also be taken over a run's steady state, its last two thirds:
-        without the sinks' start (the broker's connection and handshake), which a camera pays once, not per hour."""
+        without the sinks' start (the broker's connection and handshake), which a camera pays once, when it starts."""
 
         name, period = "clock", 0.1
 

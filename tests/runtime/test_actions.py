@@ -5,8 +5,8 @@ gpiozero's own mock pin factory; the clips are real videos and image folders wri
 """
 from __future__ import annotations
 
-import errno
 import base64
+import errno
 import hashlib
 import hmac
 import itertools
