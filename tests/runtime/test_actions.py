@@ -217,10 +217,13 @@ def test_webhook_restart_delivers_the_changes_queued_while_the_receiver_was_down
 def test_webhook_writes_a_change_to_disk_only_once_it_has_to_wait(tmp_path):
     receiver = Receiver()
     queue = tmp_path / "queue"
-    sinks = Sinks([WebhookSink(receiver.url, SECRET, queue, backoff=FAST)])
+    sink = WebhookSink(receiver.url, SECRET, queue, backoff=FAST)
+    sinks = Sinks([sink])
     for i in range(3):
         sinks.publish(_change(i))
-        _wait_for(lambda: len(receiver.bodies) == i + 1)  # a receiver that keeps up: nothing waits
+        # a receiver that keeps up: nothing waits. Wait for the answer, not for the receiver to have the body: a
+        # change published while the last one's answer is still on its way does wait behind it, and is written.
+        _wait_for(lambda: sink.delivered == i + 1)
     assert not list(queue.glob("*.json"))
     receiver.stop()  # away: the changes that come now wait, so they are on disk while the camera still runs
     for i in range(3, 6):
@@ -292,10 +295,11 @@ def test_webhook_500_is_retried_with_one_clear_line_and_4xx_is_dropped(tmp_path,
 
 def test_webhook_keeps_its_connection_alive_and_a_dropped_one_costs_no_retry(tmp_path):
     receiver = Receiver(keep_alive=True, drop_after=3)
-    sinks = Sinks([WebhookSink(receiver.url, SECRET, tmp_path / "queue", backoff=FAST)])
+    sink = WebhookSink(receiver.url, SECRET, tmp_path / "queue", backoff=FAST)
+    sinks = Sinks([sink])
     for i in range(7):
         sinks.publish(_change(i))
-        _wait_for(lambda: len(receiver.bodies) == i + 1)  # one at a time: each change finds the connection idle
+        _wait_for(lambda: sink.delivered == i + 1)  # one at a time: each change finds the connection idle
     sinks.close()
     receiver.stop()
     figures = sinks.summary()["webhook"]
