@@ -440,7 +440,9 @@ class WebhookSink(Sink):
 
 # --- snapshots -------------------------------------------------------------------------------------
 
-SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_.+\.jpg$")
+# Microseconds (two changes of a file played at full speed can fall in one millisecond, and then name order
+# was not time order); earlier runs' milliseconds are still recognised, so the cap counts and removes them too.
+SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}(\d{3})?Z_.+\.jpg$")
 
 
 def _safe(label: str) -> str:
@@ -452,7 +454,7 @@ class SnapshotSink(Sink):
 
     The frame is the one captured, without labels drawn on it: the label and time are in the name,
     and a clean frame is what a user needs to judge the change and to add it to the training data.
-    Names are `<UTC time>_<state>_f<frame>.jpg`, so name order is time order; when the folder's
+    Names are `<UTC time to the microsecond>_<state>_f<frame>.jpg`, so name order is time order; when the folder's
     snapshots pass `max_mb`, the oldest are removed first (only files named this way are touched).
     A write that fails (a full disk) is logged once and counted; the camera goes on.
     """
@@ -483,7 +485,7 @@ class SnapshotSink(Sink):
             return
         change = result.change
         moment = datetime.fromtimestamp(change.time, timezone.utc)
-        name = f"{moment:%Y%m%dT%H%M%S}.{moment.microsecond // 1000:03d}Z_{_safe(change.state)}_f{change.frame}.jpg"
+        name = f"{moment:%Y%m%dT%H%M%S}.{moment.microsecond:06d}Z_{_safe(change.state)}_f{change.frame}.jpg"
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:

@@ -469,6 +469,19 @@ def test_snapshots_are_jpegs_named_by_time_and_state_and_the_cap_holds(tiny_floa
         assert state == (dark if image.mean() < 128 else bright)
 
 
+def test_snapshot_names_keep_time_order_within_a_millisecond_and_earlier_names_count_towards_the_cap(tmp_path):
+    old = tmp_path / "20231114T221319.999Z_a_f1.jpg"  # as runs before microseconds named them
+    old.write_bytes(b"\xff\xd8" + bytes(31_000))
+    sink = SnapshotSink(tmp_path, max_mb=0.03)
+    image = np.full((32, 32, 3), 128, np.uint8)
+    moment = 1_700_000_000.5
+    for i, (seconds, state) in enumerate([(moment, "z"), (moment + 0.0002, "a")]):  # 0.2 ms apart: the same ms
+        sink.handle(FrameResult({"frame": i}, image, change=StateChange(None, state, 0.9, seconds, i)))
+    names = sorted(p.name for p in tmp_path.glob("*.jpg"))
+    assert [name.rsplit("_f", 1)[1] for name in names] == ["0.jpg", "1.jpg"]  # name order is the changes' order
+    assert not old.exists() and sink.summary()["removed_oldest"] == 1
+
+
 def test_snapshots_on_a_full_disk_log_one_line_and_the_camera_goes_on(tiny_float32, tmp_path, caplog):
     mount = tmp_path / "small"
     mount.mkdir()
