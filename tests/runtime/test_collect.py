@@ -150,7 +150,9 @@ def test_hold_writes_one_frame_now_and_one_per_period(collecting):
     dog = jpegs(folder.root / "dog")
     # Ticks at 0, 1/rate, 2/rate ... before the release, each with a new frame of the 25 fps clip.
     assert len(dog) == math.floor(held["seconds"] * 5) + 1 - held["skipped"]
-    assert len(jpegs(folder.root / "cat")) == 1 and tapped["seconds"] < 0.2
+    # A tap is a hold released at once: one frame, and one more per period only when the release came late (the
+    # two requests took more than 1/rate on a slow machine).
+    assert len(jpegs(folder.root / "cat")) == math.floor(tapped["seconds"] * 5) + 1 - tapped["skipped"]
     assert all(decodes(p) and cv2.imread(str(p)).shape == (120, 160, 3) for p in jpegs(folder.root))
     frames = [cv2.imread(str(p)) for p in dog]
     assert all(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # never the same frame twice
@@ -233,7 +235,9 @@ def test_idle_keep_alive_connections_time_out_and_one_live_view_at_a_time(bounde
         connection.request("GET", "/state.json")
         assert connection.getresponse().read().startswith(b"{")
         keep_alive.append(connection)
-    assert _served_again(bounded.address) == 200  # the idle ones were closed after 1 s
+    for idle in keep_alive:  # each is closed 1 s after its own request: wait for all, not only the first
+        assert idle.sock.recv(1) == b""
+    assert _served_again(bounded.address) == 200
     connection = http.client.HTTPConnection(*bounded.address, timeout=10)
     connection.request("GET", "/stream.mjpg")
     stream = connection.getresponse()
