@@ -45,6 +45,9 @@ ACK_WAIT_S = 5.0  # at the end of a run: how long queued changes and `offline` m
 STATS_TICK_S = 1.0  # the stats sink takes the frames' records at least this often (a short feed)
 STATS_TICK_SAMPLES = 500  # frames per tick whose stage times the stats' medians take, spread over the tick
 STATS_SAMPLES = 10_000  # the newest samples per stage the stats' medians are taken over
+HA_BIRTH_TOPIC = "homeassistant/status"  # Home Assistant's default birth message topic
+# CONNACK reasons that mean the user name or password is wrong (MQTT 3.1.1 and 5 wordings, as paho names them)
+REFUSED_LOGIN = {"Not authorized", "Bad user name or password"}
 SNAPSHOT_WIDTH = 640  # the change's JPEG is scaled down to this width at most (Home Assistant shows a card)
 INSTALL_HINT = "--mqtt needs paho-mqtt: pip install paho-mqtt (edgeclf installs it; this environment lacks it)"
 _ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -147,8 +150,8 @@ def from_options(url: str | None, ca: str | None = None, password_file: str | No
         extra = [name for name, value in (("--mqtt-ca", ca), ("--mqtt-password-file", password_file),
                                           ("--ha-discovery", ha_discovery), ("--alert", alerts)) if value]
         if extra:
-            raise MqttError(f"{', '.join(extra)} go with --mqtt URL; add e.g. --mqtt mqtt://192.168.1.10/edgeclf "
-                            "or drop them.")
+            raise MqttError(f"{', '.join(extra)} {'needs' if len(extra) == 1 else 'need'} --mqtt URL; add e.g. "
+                            "--mqtt mqtt://192.168.1.10/edgeclf or drop them.")
         return None
     host, port, prefix, tls, username = parse_url(url)
     if ca is not None:
@@ -161,6 +164,9 @@ def from_options(url: str | None, ca: str | None = None, password_file: str | No
     if password is not None and username is None:
         raise MqttError(f"a broker password needs a user name; put it in the URL: --mqtt "
                         f"{'mqtts' if tls else 'mqtt'}://USER@{host}:{port}/{prefix}")
+    if username is not None and password is None:  # a broker may take a user without one: said, not refused
+        log.warning("mqtt: the URL names user %r but no password was given; connecting without one. If the broker "
+                    "wants one, set $%s or --mqtt-password-file FILE.", username, PASSWORD_ENV)
     if not 1 <= keepalive <= 65535:
         raise MqttError(f"--mqtt-keepalive must be in [1, 65535] seconds; received {keepalive}. Use e.g. "
                         "--mqtt-keepalive 30.")
@@ -399,18 +405,22 @@ class MqttBridge:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         config = self.config
         if reason.is_failure:
-            self._unreachable(f"the broker refused the connection: {reason}")
+            why = f"the broker refused the connection: {reason}"
+            if str(reason) in REFUSED_LOGIN:
+                who = f"user {config.username!r}" if config.username else "a client without a user name"
+                why = (f"the broker refused the login of {who}: {reason}; check the user name in the URL and the "
+                       f"password in ${PASSWORD_ENV} or --mqtt-password-file")
+            self._unreachable(why)
             return
         client.publish(config.topic("availability"), "online", qos=QOS, retain=True)
-        client.subscribe([(config.topic("set"), QOS)] + ([(f"{config.ha_prefix}/status", QOS)]
-                                                         if config.ha_prefix is not None else []))
+        client.subscribe([(config.topic("set"), QOS)] + [(topic, QOS) for topic in self._ha_status_topics()])
         if config.ha_prefix is not None:
             self._publish_discovery(client)
         self._publish_current(client)
         with self._lock:
             self.figures["connects"] += 1
             first = self.figures["connects"] == 1
-        if self._said_unreachable or not first:
+        if not first:
             log.warning("mqtt: connected to %s again; publishing %s", config.address, config.base)
         else:
             log.warning("mqtt: connected to %s; publishing %s/%s", config.address, config.base,
@@ -419,6 +429,12 @@ class MqttBridge:
         self.connected.set()
         with self._wake:
             self._wake.notify_all()
+
+    def _ha_status_topics(self) -> list[str]:
+        """Where Home Assistant says it (re)started: `<discovery prefix>/status`, and its default birth topic,
+        homeassistant/status, which stays so when only the discovery prefix is changed (they are two settings)."""
+        prefix = self.config.ha_prefix
+        return [] if prefix is None else list(dict.fromkeys([f"{prefix}/status", HA_BIRTH_TOPIC]))
 
     def _publish_current(self, client: Any) -> None:
         """The retained topics as they are now: after a broker restart they are current again within seconds."""
@@ -481,7 +497,7 @@ class MqttBridge:
                 log.warning("mqtt: classification %s by %s", "paused" if text == "pause" else "resumed", message.topic)
             else:
                 log.warning("mqtt: %s takes `pause` or `resume`; received %r, ignored", message.topic, text[:40])
-        elif config.ha_prefix is not None and message.topic == f"{config.ha_prefix}/status" and text == "online":
+        elif message.topic in self._ha_status_topics() and text == "online":
             # Home Assistant (re)started: it forgets discovered entities until it hears them again.
             self._publish_discovery(client)
             self._publish_current(client)

@@ -156,7 +156,7 @@ def test_password_file_must_be_owner_only(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--mqtt-ca", "ca.pem", "--mqtt", "mqtt://b/x"], "--mqtt-ca is for a TLS broker"),
-    (["--ha-discovery"], "--ha-discovery go with --mqtt URL"),
+    (["--ha-discovery"], "--ha-discovery needs --mqtt URL"),
     (["--mqtt", "mqtt://b/x", "--alert", "3"], "--alert LABEL makes a Home Assistant binary_sensor; add --ha-discovery"),
     (["--mqtt", "mqtt://b/x", "--ha-discovery", "--alert", "cat"], "--alert 'cat' is not one of"),
     (["--mqtt", "mqtt://b/x", "--device", "my cam"], "--device must be letters, digits, _ and -"),
@@ -273,6 +273,30 @@ def test_outage_queues_changes_in_order_and_a_restarted_broker_gets_the_current_
     assert figures["connects"] == 3 and figures["disconnects"] == 2
 
 
+def test_a_user_without_a_password_is_said_at_start(caplog):
+    config = mqtt.from_options("mqtt://cam@broker/x", device="d", environ={})
+    assert config.username == "cam" and config.password is None  # some brokers take a user alone: not refused
+    lines = [r.getMessage() for r in caplog.records if "no password was given" in r.getMessage()]
+    assert len(lines) == 1 and "$EDGECLF_MQTT_PASSWORD or --mqtt-password-file FILE" in lines[0]
+
+
+@needs_mosquitto
+def test_another_discovery_prefix_still_hears_home_assistant_restart_on_its_birth_topic(model, tmp_path):
+    """Home Assistant's birth topic (homeassistant/status) is its own setting, not derived from the discovery prefix."""
+    with Broker(tmp_path / "broker") as broker:
+        watcher = Subscriber(broker.port, ["myha/#"])
+        camera = Camera(model, _config(broker.port, ha_prefix="myha"), value=0)
+        topic = "myha/device/edgeclf_cam/config"
+        try:
+            watcher.wait_for(lambda: watcher.on(topic), what="the discovery payload")
+            for sent, birth_topic in enumerate(("homeassistant/status", "myha/status"), start=2):
+                watcher.publish(birth_topic, "online")
+                watcher.wait_for(lambda: len(watcher.on(topic)) == sent, what=f"discovery again after {birth_topic}")
+        finally:
+            camera.stop()
+            watcher.close()
+
+
 @needs_mosquitto
 def test_home_assistant_discovery_follows_the_documented_fields(model, labels, tmp_path):
     alert = labels[255]
@@ -344,7 +368,7 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
                                   environ={"EDGECLF_MQTT_PASSWORD": "wrong"})
         camera = Camera(model, wrong, value=0)
         camera.show(0, 1)
-        watcher.wait_for(lambda: _logged(caplog, "refused the connection"), what="the broker's refusal to be said")
+        watcher.wait_for(lambda: _logged(caplog, "refused the login"), what="the broker's refusal to be said")
         refused = camera.stop()
         watcher.close()
     nobody_config = _config(free_port(), device="cam3")  # no broker listens there
@@ -357,7 +381,9 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
     assert refused.sinks["mqtt"]["connects"] == 0 and unreachable.sinks["mqtt"]["unsent"] == 1
     lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
     assert len(lines) == 2, lines  # one line each, not one per retry
-    assert "refused the connection" in lines[0] and "nothing listens on port" in lines[1]
+    assert "the broker refused the login of user 'cam': Not authorized; check the user name in the URL and the " \
+        "password in $EDGECLF_MQTT_PASSWORD or --mqtt-password-file" in lines[0]  # not taken for a broker that is away
+    assert "nothing listens on port" in lines[1]
     assert "classification goes on" in lines[1]
     unsent = [r.getMessage() for r in caplog.records if "never published" in r.getMessage()]
     assert len(unsent) == 2 and unsent[1] == (f"mqtt: 1 state change(s) were never published: {unreachable_address} "
