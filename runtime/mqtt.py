@@ -219,8 +219,10 @@ def discovery(config: MqttConfig, labels: list[str], model_name: str, version: s
         "fps": {"p": "sensor", "name": "Frame rate", "unique_id": f"{uid}_fps", "state_topic": config.topic("stats"),
                 "value_template": "{{ value_json.fps }}", "unit_of_measurement": "fps",
                 "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:speedometer"},
+        # While paused the stats carry no stage times: "None" makes the sensor unknown (an undefined value would be a
+        # template warning in Home Assistant's log at every stats message, and the last time would stay shown).
         "latency": {"p": "sensor", "name": "Inference time", "unique_id": f"{uid}_latency",
-                    "state_topic": config.topic("stats"), "value_template": "{{ value_json.ms.invoke }}",
+                    "state_topic": config.topic("stats"), "value_template": "{{ value_json.ms.invoke | default(None) }}",
                     "unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement",
                     "entity_category": "diagnostic"},
         "dropped": {"p": "sensor", "name": "Dropped frames", "unique_id": f"{uid}_dropped",

@@ -280,6 +280,21 @@ def test_a_user_without_a_password_is_said_at_start(caplog):
     assert len(lines) == 1 and "$EDGECLF_MQTT_PASSWORD or --mqtt-password-file FILE" in lines[0]
 
 
+def test_stats_templates_give_a_number_or_none_also_while_paused(labels):
+    """Home Assistant renders each value_template with the stats JSON: a number, or "None" (the sensor is then
+    unknown); never an undefined value (a warning in its log, and the last value left shown)."""
+    jinja2 = pytest.importorskip("jinja2", reason="jinja2 renders the templates as Home Assistant does")
+    config = _config(1883, ha_prefix="homeassistant")
+    _, payload = mqtt.discovery(config, labels, "digits_tiny", "0")
+    templates = [c["value_template"] for c in payload["cmps"].values() if c.get("state_topic") == config.topic("stats")]
+    running = {"fps": 29.8, "ms": {"capture": 1.0, "preprocess": 0.4, "invoke": 3.2, "post": 0.1}, "dropped": 0}
+    paused = {"fps": 0.0, "ms": {}, "dropped": 0, "paused": True}  # as MqttStatsSink sends it while paused
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined)  # an undefined value raises here
+    for stats, invoke in ((running, "3.2"), (paused, "None")):
+        rendered = [environment.from_string(t).render(value_json=stats) for t in templates]
+        assert len(rendered) == 3 and invoke in rendered and all(r == "None" or float(r) >= 0 for r in rendered)
+
+
 @needs_mosquitto
 def test_another_discovery_prefix_still_hears_home_assistant_restart_on_its_birth_topic(model, tmp_path):
     """Home Assistant's birth topic (homeassistant/status) is its own setting, not derived from the discovery prefix."""
@@ -345,7 +360,8 @@ def test_home_assistant_discovery_follows_the_documented_fields(model, labels, t
     assert [b["value_template"] for b in by_platform["binary_sensor"]] == \
         ["{{ 'ON' if value_json.label == %s else 'OFF' }}" % json.dumps(alert)]
     diagnostic = [c for c in components.values() if c.get("entity_category") == "diagnostic"]
-    assert {c["value_template"] for c in diagnostic} >= {"{{ value_json.fps }}", "{{ value_json.ms.invoke }}"}
+    assert {c["value_template"] for c in diagnostic} >= {"{{ value_json.fps }}",
+                                                          "{{ value_json.ms.invoke | default(None) }}"}
     assert len({c["unique_id"] for c in components.values()}) == len(components)
     assert {k: c["unique_id"] for k, c in components.items()} == \
         {k: c["unique_id"] for k, c in payloads[1]["cmps"].items()}
