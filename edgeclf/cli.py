@@ -713,12 +713,12 @@ def _bench_images(model_path: str, data: str, limit: int = 64) -> np.ndarray:
               help="Cap of the snapshot folder; the oldest snapshots are removed first.")
 @click.option("--gpio", multiple=True, metavar="LABEL=PIN",
               help="Drive a GPIO pin (BCM number) high while the state is LABEL (gpiozero); repeatable.")
-@click.option("--realtime/--no-realtime", default=None, show_default="on with --serve, --mqtt or --webhook",
+@click.option("--realtime/--no-realtime", default=None, show_default="on with --serve, --mqtt, --webhook or --fps",
               help="Play a video file or image folder at its own frame rate, as a camera would (frames the model "
               "misses are dropped and counted).")
 @click.option("--loop", is_flag=True, help="Play a video file or image folder again from the start when it ends.")
 @click.option("--fps", type=float, default=None, show_default="a video's own rate; 10 for a folder",
-              help="Frames per second for --realtime.")
+              help="Frames per second to play a video file or image folder at (turns --realtime on).")
 @click.option("--mqtt", default=None, metavar="URL", help="Publish the state, changes and stats to a broker: "
               "mqtt://[USER@]HOST[:PORT]/PREFIX or mqtts://...; the password comes from $EDGECLF_MQTT_PASSWORD "
               "or --mqtt-password-file, never the URL.")
@@ -782,6 +782,7 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         if serve_viewers < 1:
             raise ValueError(f"--serve-viewers must be >= 1; received {serve_viewers}. Use e.g. --serve-viewers 4.")
         size = parse_resolution(resolution) if resolution else None
+        realtime = wants_realtime(realtime, ctx.params)
     except (StreamOptionError, SourceError, ValueError) as exc:
         raise InputError(str(exc)) from exc
     if record and Path(record).suffix.lower() != ".mp4":
@@ -810,7 +811,7 @@ def camera(ctx: click.Context, config_file: str | None, print_config: bool, serv
         whole = options.roi is None and not options.center_crop
         stream_source = open_source(source, size, max_pixels, model.input_size if whole else None,
                                     model_size=model.input_size, roi=options.roi, center_crop=options.center_crop)
-        played = play_file(stream_source, wants_realtime(realtime, ctx.params), loop, fps)
+        played = play_file(stream_source, realtime, loop, fps)
     except SourceError as exc:
         raise InputError(str(exc)) from exc
     if size and getattr(stream_source, "resolution", size) != size:

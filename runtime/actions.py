@@ -606,10 +606,18 @@ REALTIME_OUTPUTS = ("serve", "mqtt", "webhook")  # outputs that make a clip play
 
 def wants_realtime(realtime: bool | None, params: dict) -> bool:
     """--realtime as given, else on when an output meant for a live camera is used (any of REALTIME_OUTPUTS
-    present in the command's parameters: the web view, MQTT, a webhook)."""
+    present in the command's parameters: the web view, MQTT, a webhook) or --fps asks for a rate.
+
+    Raises:
+        ActionError: --fps with --no-realtime (the rate would be ignored).
+    """
+    fps = params.get("fps")
+    if realtime is False and fps is not None:
+        raise ActionError(f"--fps {fps:g} is the rate of --realtime playback, and --no-realtime was given; drop one "
+                          "of them.")
     if realtime is not None:
         return realtime
-    return any(params.get(name) for name in REALTIME_OUTPUTS)
+    return fps is not None or any(params.get(name) for name in REALTIME_OUTPUTS)
 
 
 def from_options(labels: list[str], model_name: str | None, webhook: str | None = None,
@@ -623,6 +631,7 @@ def from_options(labels: list[str], model_name: str | None, webhook: str | None 
     """
     sinks: list[Sink] = []
     if webhook:
+        parse_webhook_url(webhook)  # a bad URL is said first, not after a warning about its secret
         secret = read_secret(webhook_secret_file)
         if secret is None:
             log.warning("webhook %s: no secret ($%s or --webhook-secret-file), so changes are sent unsigned",

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import os
 import shutil
 import socket
@@ -27,8 +28,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeclf.cli import cli
-from edgeclf.runtime.actions import (ActionError, GpioSink, SnapshotSink, WebhookQueue, WebhookSink, parse_gpio,
-                                     read_secret, wants_realtime)
+from edgeclf.runtime.actions import (ActionError, GpioSink, SnapshotSink, WebhookQueue, WebhookSink,
+                                     from_options as action_sinks, parse_gpio, read_secret, wants_realtime)
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import CallbackSink, FrameResult, Sinks
 from edgeclf.runtime.sources import FrameGrabber, PlayedFile, SourceError, open_source, play_file
@@ -381,7 +382,7 @@ def test_webhook_queue_between_its_two_threads_keeps_order_and_count_and_leaves_
     queue.close()
 
 
-def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, monkeypatch):
+def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, monkeypatch, caplog):
     secret = tmp_path / "secret"
     secret.write_text("abc\n")
     secret.chmod(0o644)
@@ -410,6 +411,10 @@ def test_webhook_secret_file_must_be_0600_and_bad_urls_are_refused(tmp_path, mon
     for url in ("http://h:99999/x", "http://h:abc/x"):  # urllib checks a port only when it is read: at the first POST
         with pytest.raises(ActionError, match=f"received '{url}'"):
             WebhookSink(url, None, tmp_path / "queue")
+    monkeypatch.delenv("EDGECLF_WEBHOOK_SECRET")
+    with caplog.at_level(logging.WARNING), pytest.raises(ActionError, match="received 'example.org/hook'"):
+        action_sinks(["a"], "m", webhook="example.org/hook")
+    assert not [r for r in caplog.records if "unsigned" in r.getMessage()], "the bad URL is the one line said"
 
 
 def test_a_queue_folder_serves_one_camera_at_a_time(tmp_path):
@@ -575,6 +580,12 @@ def test_realtime_folder_takes_fps_and_the_default_rule(tmp_path, tiny_float32):
     assert wants_realtime(None, {"serve": "127.0.0.1:8080"}) and wants_realtime(None, {"mqtt": "mqtt://h/p"})
     assert wants_realtime(None, {"webhook": "http://h/"}) and not wants_realtime(None, {"serve": None})
     assert not wants_realtime(False, {"webhook": "http://h/"}) and wants_realtime(True, {})
+    assert wants_realtime(None, {"fps": 5.0, "serve": None})  # a rate asked for is a rate played at
+    with pytest.raises(ActionError, match=r"--fps 5 is the rate of --realtime playback, and --no-realtime was given"):
+        wants_realtime(False, {"fps": 5.0})
+    refused = CliRunner().invoke(cli, ["camera", str(tiny_float32), "--source", str(folder), "--no-realtime",
+                                       "--fps", "5"])
+    assert refused.exit_code == 2 and "drop one of them" in refused.output and "Traceback" not in refused.output
     summary = run_stream(Model(tiny_float32), play_file(open_source(str(folder)), realtime=True, fps=200),
                          StreamOptions())
     assert summary.classified + summary.dropped == 6 and summary.ended == "source ended"
