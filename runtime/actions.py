@@ -613,8 +613,8 @@ def wants_realtime(realtime: bool | None, params: dict) -> bool:
     """
     fps = params.get("fps")
     if realtime is False and fps is not None:
-        raise ActionError(f"--fps {fps:g} is the rate of --realtime playback, and --no-realtime was given; drop one "
-                          "of them.")
+        raise ActionError(f"--fps {fps:g} is the rate of --realtime playback, and realtime is off (--no-realtime); "
+                          "drop one of them.")
     if realtime is not None:
         return realtime
     return fps is not None or any(params.get(name) for name in REALTIME_OUTPUTS)
@@ -631,13 +631,12 @@ def from_options(labels: list[str], model_name: str | None, webhook: str | None 
     """
     sinks: list[Sink] = []
     if webhook:
-        parse_webhook_url(webhook)  # a bad URL is said first, not after a warning about its secret
         secret = read_secret(webhook_secret_file)
-        if secret is None:
-            log.warning("webhook %s: no secret ($%s or --webhook-secret-file), so changes are sent unsigned",
-                        webhook, SECRET_ENV)
         sinks.append(WebhookSink(webhook, secret, Path(webhook_queue) if webhook_queue else None, webhook_queue_max,
                                  model=model_name))
+        if secret is None:  # said once the URL and the queue are known good, not before a refusal of them
+            log.warning("webhook %s: no secret ($%s or --webhook-secret-file), so changes are sent unsigned",
+                        webhook, SECRET_ENV)
     elif webhook_secret_file or webhook_queue:
         raise ActionError("--webhook-secret-file and --webhook-queue go with --webhook URL; add it or drop them.")
     if snapshots:

@@ -457,6 +457,10 @@ class Camera:
             return {"label": None, "frames": 0}
         hold.stopped_at = time.monotonic()
         hold.stop.set()
+        if hold.thread is not None and hold.thread is not threading.current_thread():
+            # A tick due before the release may still be waiting for its frame (one period at most): the figures
+            # answered are then final, not one frame short of what lands on disk.
+            hold.thread.join(timeout=2.0 / self.options.rate + 1.0)
         return {"label": hold.label, "frames": hold.frames, "skipped": hold.skipped,
                 "seconds": hold.stopped_at - hold.started}
 

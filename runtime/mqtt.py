@@ -164,9 +164,6 @@ def from_options(url: str | None, ca: str | None = None, password_file: str | No
     if password is not None and username is None:
         raise MqttError(f"a broker password needs a user name; put it in the URL: --mqtt "
                         f"{'mqtts' if tls else 'mqtt'}://USER@{host}:{port}/{prefix}")
-    if username is not None and password is None:  # a broker may take a user without one: said, not refused
-        log.warning("mqtt: the URL names user %r but no password was given; connecting without one. If the broker "
-                    "wants one, set $%s or --mqtt-password-file FILE.", username, PASSWORD_ENV)
     if not 1 <= keepalive <= 65535:
         raise MqttError(f"--mqtt-keepalive must be in [1, 65535] seconds; received {keepalive}. Use e.g. "
                         "--mqtt-keepalive 30.")
@@ -177,9 +174,13 @@ def from_options(url: str | None, ca: str | None = None, password_file: str | No
     if ha_discovery is not None and (not ha_discovery.strip("/") or any(c in ha_discovery for c in "+#")):
         raise MqttError(f"--ha-discovery takes Home Assistant's discovery prefix; received {ha_discovery!r}. "
                         "Use --ha-discovery (it defaults to homeassistant).")
-    return MqttConfig(host, port, prefix, device_name(device), tls, Path(ca) if ca else None, username, password,
-                      keepalive, stats_every, ha_discovery.strip("/") if ha_discovery is not None else None,
-                      tuple(dict.fromkeys(alerts)))
+    config = MqttConfig(host, port, prefix, device_name(device), tls, Path(ca) if ca else None, username, password,
+                        keepalive, stats_every, ha_discovery.strip("/") if ha_discovery is not None else None,
+                        tuple(dict.fromkeys(alerts)))
+    if username is not None and password is None:  # a broker may take a user without one: said, not refused
+        log.warning("mqtt: the URL names user %r but no password was given; connecting without one. If the broker "
+                    "wants one, set $%s or --mqtt-password-file FILE.", username, PASSWORD_ENV)
+    return config
 
 
 def build_sinks(config: MqttConfig, labels: list[str], model_name: str, every: int = 1) -> list[Sink]:
@@ -276,6 +277,7 @@ class MqttBridge:
         self._last_state: bytes | None = None  # the newest state handed to paho: re-published on each connect
         self._last_jpeg: bytes | None = None
         self._said_unreachable = False
+        self._said_why: tuple[str | None, str] | None = None  # the reason last said while it was unreachable
         self.pause_commands = 0  # pause/resume commands taken: the stats do not count a pause as dropped frames
         self.figures = {"published": 0, "queue_overflow": 0, "connects": 0, "disconnects": 0, "stats_published": 0,
                         "commands": 0}
@@ -407,12 +409,15 @@ class MqttBridge:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         config = self.config
         if reason.is_failure:
-            why = f"the broker refused the connection: {reason}"
-            if str(reason) in REFUSED_LOGIN:
-                who = f"user {config.username!r}" if config.username else "a client without a user name"
-                why = (f"the broker refused the login of {who}: {reason}; check the user name in the URL and the "
-                       f"password in ${PASSWORD_ENV} or --mqtt-password-file")
-            self._unreachable(why)
+            if str(reason) not in REFUSED_LOGIN:
+                self._unreachable(f"the broker refused the connection: {reason}")
+            elif config.username:
+                self._unreachable(f"check the user name in the URL and the password in ${PASSWORD_ENV} or "
+                                  "--mqtt-password-file", f"refused the login of user {config.username!r} ({reason})")
+            else:
+                self._unreachable("it wants a login: put the user in the URL (mqtt://USER@HOST/PREFIX) and the "
+                                  f"password in ${PASSWORD_ENV} or --mqtt-password-file", f"refused a client without "
+                                  f"a user name ({reason})")
             return
         client.publish(config.topic("availability"), "online", qos=QOS, retain=True)
         client.subscribe([(config.topic("set"), QOS)] + [(topic, QOS) for topic in self._ha_status_topics()])
@@ -471,12 +476,16 @@ class MqttBridge:
         return "the connection failed" + ("; is --mqtt-ca the CA that signed the broker's certificate?"
                                           if self.config.tls else "")
 
-    def _unreachable(self, why: str) -> None:
-        if not self._said_unreachable:  # one line per outage, not one per retry
-            log.warning("mqtt: cannot reach %s (%s); retrying every %d s at most, classification goes on and "
-                        "changes wait in a queue (up to %d)", self.config.address, why, RECONNECT_MAX_S,
-                        self.config.queue_changes)
-            self._said_unreachable = True
+    def _unreachable(self, why: str, refused: str | None = None) -> None:
+        """One line per outage, not one per retry; and one more when the reason changes within it (the broker
+        came up, but refuses the login). `refused`: the broker answered, and refused what (not unreachable)."""
+        said = (refused, why)
+        if not self._said_unreachable or said != self._said_why:
+            what = f"the broker at {self.config.address} {refused}; {why}" if refused else \
+                f"cannot reach {self.config.address} ({why})"
+            log.warning("mqtt: %s; retrying every %d s at most, classification goes on and changes wait in a queue "
+                        "(up to %d)", what, RECONNECT_MAX_S, self.config.queue_changes)
+            self._said_unreachable, self._said_why = True, said
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was_connected = self.connected.is_set()

@@ -38,6 +38,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def poll(condition, timeout: float = 15.0, what: str = "a condition", detail=lambda: ""):
+    """Polls `condition()` until it returns something truthy (returned); fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail()}")
+
+
 class Broker:
     """`mosquitto -c` with a temporary config: one loopback listener, anonymous or with a password file."""
 
@@ -160,14 +171,8 @@ class Subscriber:
 
     def wait_for(self, condition, timeout: float = 15.0, what: str = "a message"):
         """Polls `condition()` until it returns something truthy; fails the test after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; received "
-                             f"{[(m.topic, m.payload[:60], m.retain) for m in self.messages][-10:]}")
+        return poll(condition, timeout, what, lambda: f"; received "
+                    f"{[(m.topic, m.payload[:60], m.retain) for m in self.messages][-10:]}")
 
     def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)

@@ -149,10 +149,10 @@ def test_hold_writes_one_frame_now_and_one_per_period(collecting):
     camera.settle()  # a tick due just before the release may still be on its way to the writer
     dog = jpegs(folder.root / "dog")
     # Ticks at 0, 1/rate, 2/rate ... before the release, each with a new frame of the 25 fps clip.
-    assert len(dog) == math.floor(held["seconds"] * 5) + 1 - held["skipped"]
+    assert len(dog) == math.floor(held["seconds"] * 5) + 1 - held["skipped"] == held["frames"]  # the answer is final
     # A tap is a hold released at once: one frame, and one more per period only when the release came late (the
     # two requests took more than 1/rate on a slow machine).
-    assert len(jpegs(folder.root / "cat")) == math.floor(tapped["seconds"] * 5) + 1 - tapped["skipped"]
+    assert len(jpegs(folder.root / "cat")) == math.floor(tapped["seconds"] * 5) + 1 - tapped["skipped"] == tapped["frames"]
     assert all(decodes(p) and cv2.imread(str(p)).shape == (120, 160, 3) for p in jpegs(folder.root))
     frames = [cv2.imread(str(p)) for p in dog]
     assert all(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # never the same frame twice

@@ -25,7 +25,7 @@ from edgeclf.runtime import mqtt
 from edgeclf.runtime.model import Model
 from edgeclf.runtime.sinks import CallbackSink, Sinks
 from edgeclf.runtime.stream import StreamOptions, StreamSummary, run_stream
-from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto, needs_paho
+from tests.mosquitto import OPENSSL, Broker, Subscriber, free_port, needs_mosquitto, needs_paho, poll
 
 
 class Scene:
@@ -296,6 +296,24 @@ def test_stats_templates_give_a_number_or_none_also_while_paused(labels):
 
 
 @needs_mosquitto
+def test_a_broker_that_comes_up_and_refuses_the_login_is_said_after_it_was_unreachable(model, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="edgeclf.runtime.mqtt")
+    broker = Broker(tmp_path / "broker", users={"cam": "right horse"})  # not started yet: the Pi booted first
+    config = mqtt.from_options(f"mqtt://cam@127.0.0.1:{broker.port}/test", device="cam",
+                               environ={"EDGECLF_MQTT_PASSWORD": "wrong"})
+    camera = Camera(model, config, value=0)
+    try:
+        poll(lambda: _logged(caplog, "nothing listens on port"), what="the unreachable broker to be said")
+        broker.start()
+        poll(lambda: _logged(caplog, "refused the login of user 'cam'"), what="the refused login to be said")
+    finally:
+        camera.stop()
+        broker.stop()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mqtt: ")]
+    assert sum("refused the login" in line for line in said) == 1  # once, not once per retry
+
+
+@needs_mosquitto
 def test_another_discovery_prefix_still_hears_home_assistant_restart_on_its_birth_topic(model, tmp_path):
     """Home Assistant's birth topic (homeassistant/status) is its own setting, not derived from the discovery prefix."""
     with Broker(tmp_path / "broker") as broker:
@@ -395,11 +413,12 @@ def test_user_and_password_and_an_unreachable_broker(model, tmp_path, caplog):
     unreachable = nobody.stop()
     assert unreachable.classified > 0 and refused.classified > 0
     assert refused.sinks["mqtt"]["connects"] == 0 and unreachable.sinks["mqtt"]["unsent"] == 1
-    lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage() or "refused" in r.getMessage()]
     assert len(lines) == 2, lines  # one line each, not one per retry
-    assert "the broker refused the login of user 'cam': Not authorized; check the user name in the URL and the " \
-        "password in $EDGECLF_MQTT_PASSWORD or --mqtt-password-file" in lines[0]  # not taken for a broker that is away
-    assert "nothing listens on port" in lines[1]
+    assert lines[0].startswith(f"mqtt: the broker at mqtt://127.0.0.1:{broker.port} refused the login of user 'cam' (Not "
+                               "authorized); check the user name in the URL and the password in $EDGECLF_MQTT_PASSWORD "
+                               "or --mqtt-password-file; retrying")  # not taken for a broker that is away
+    assert "cannot reach" in lines[1] and "nothing listens on port" in lines[1]
     assert "classification goes on" in lines[1]
     unsent = [r.getMessage() for r in caplog.records if "never published" in r.getMessage()]
     assert len(unsent) == 2 and unsent[1] == (f"mqtt: 1 state change(s) were never published: {unreachable_address} "
