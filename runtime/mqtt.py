@@ -276,8 +276,8 @@ class MqttBridge:
         self._closing = False
         self._last_state: bytes | None = None  # the newest state handed to paho: re-published on each connect
         self._last_jpeg: bytes | None = None
-        self._said_unreachable = False
-        self._said_why: tuple[str | None, str] | None = None  # the reason last said while it was unreachable
+        # What was said of the outage going on ((refused, why) of _unreachable), None while connected or not said yet
+        self._said_why: tuple[str | None, str] | None = None
         self.pause_commands = 0  # pause/resume commands taken: the stats do not count a pause as dropped frames
         self.figures = {"published": 0, "queue_overflow": 0, "connects": 0, "disconnects": 0, "stats_published": 0,
                         "commands": 0}
@@ -432,7 +432,7 @@ class MqttBridge:
         else:
             log.warning("mqtt: connected to %s; publishing %s/%s", config.address, config.base,
                         f" and Home Assistant discovery on {config.ha_prefix}/" if config.ha_prefix else "")
-        self._said_unreachable = False
+        self._said_why = None
         self.connected.set()
         with self._wake:
             self._wake.notify_all()
@@ -458,7 +458,7 @@ class MqttBridge:
         client.publish(topic, json.dumps(payload), qos=QOS)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        if not self._said_unreachable:  # paho does not say why: ask once per outage, on its thread, briefly
+        if self._said_why is None:  # paho does not say why: ask once per outage, on its thread, briefly
             self._unreachable(self._why_unreachable())
 
     def _why_unreachable(self) -> str:
@@ -480,12 +480,12 @@ class MqttBridge:
         """One line per outage, not one per retry; and one more when the reason changes within it (the broker
         came up, but refuses the login). `refused`: the broker answered, and refused what (not unreachable)."""
         said = (refused, why)
-        if not self._said_unreachable or said != self._said_why:
+        if said != self._said_why:
             what = f"the broker at {self.config.address} {refused}; {why}" if refused else \
                 f"cannot reach {self.config.address} ({why})"
             log.warning("mqtt: %s; retrying every %d s at most, classification goes on and changes wait in a queue "
                         "(up to %d)", what, RECONNECT_MAX_S, self.config.queue_changes)
-            self._said_unreachable, self._said_why = True, said
+            self._said_why = said
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was_connected = self.connected.is_set()
