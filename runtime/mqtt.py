@@ -83,6 +83,14 @@ class MqttConfig:
         return f"{self.base}/{name}"
 
     @property
+    def ha_status_topics(self) -> tuple[str, ...]:
+        """Where Home Assistant says it (re)started: `<discovery prefix>/status`, and its default birth topic,
+        homeassistant/status, which stays so when only the discovery prefix is changed (they are two settings)."""
+        if self.ha_prefix is None:
+            return ()
+        return tuple(dict.fromkeys([f"{self.ha_prefix}/status", HA_BIRTH_TOPIC]))
+
+    @property
     def address(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
@@ -420,7 +428,7 @@ class MqttBridge:
                                   f"a user name ({reason})")
             return
         client.publish(config.topic("availability"), "online", qos=QOS, retain=True)
-        client.subscribe([(config.topic("set"), QOS)] + [(topic, QOS) for topic in self._ha_status_topics()])
+        client.subscribe([(config.topic("set"), QOS)] + [(topic, QOS) for topic in config.ha_status_topics])
         if config.ha_prefix is not None:
             self._publish_discovery(client)
         self._publish_current(client)
@@ -436,12 +444,6 @@ class MqttBridge:
         self.connected.set()
         with self._wake:
             self._wake.notify_all()
-
-    def _ha_status_topics(self) -> list[str]:
-        """Where Home Assistant says it (re)started: `<discovery prefix>/status`, and its default birth topic,
-        homeassistant/status, which stays so when only the discovery prefix is changed (they are two settings)."""
-        prefix = self.config.ha_prefix
-        return [] if prefix is None else list(dict.fromkeys([f"{prefix}/status", HA_BIRTH_TOPIC]))
 
     def _publish_current(self, client: Any) -> None:
         """The retained topics as they are now: after a broker restart they are current again within seconds."""
@@ -508,7 +510,7 @@ class MqttBridge:
                 log.warning("mqtt: classification %s by %s", "paused" if text == "pause" else "resumed", message.topic)
             else:
                 log.warning("mqtt: %s takes `pause` or `resume`; received %r, ignored", message.topic, text[:40])
-        elif message.topic in self._ha_status_topics() and text == "online":
+        elif message.topic in config.ha_status_topics and text == "online":
             # Home Assistant (re)started: it forgets discovered entities until it hears them again.
             self._publish_discovery(client)
             self._publish_current(client)
