@@ -359,9 +359,12 @@ def test_webhook_queue_between_its_two_threads_keeps_order_and_count_and_leaves_
 
     def deliver() -> None:
         for step in itertools.count():
+            # Read before first(): an empty queue ends the thread only if every put came before it was seen empty
+            # (read after, the last put could land between the two and be left undelivered).
+            finished = done.is_set()
             item = queue.first()
             if item is None:
-                if done.is_set():
+                if finished:
                     return
                 continue
             if step % 3 == 0:  # a POST that failed: what waits is written
