@@ -9,7 +9,9 @@ stream, once, and shared by every viewer.
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ import numpy as np
 
 from edgeclf.runtime.sinks import FrameResult, Sink
 from edgeclf.runtime.webauth import WebAuth
+
+log = logging.getLogger(__name__)
 
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>edgeclf camera</title>
 <style>body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:16px}
@@ -39,6 +43,7 @@ DEFAULT_VIEWERS = 4
 SPARE_CONNECTIONS = 8  # connections beyond the streams: the page, status polls, a refused viewer's 503
 REQUEST_TIMEOUT_S = 10.0  # a client must send its request, and keep reading the stream, within this
 IDLE_STREAM_S = 30.0  # a stream with no new frame for this long is ended (the camera stalled)
+STOP_POLL_S = 0.1  # how often the serving thread looks for `stop`: Ctrl-C waited up to 0.5 s (socketserver's default)
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -74,7 +79,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.viewers = 0  # streams being served now
         self.busy = 0  # viewers turned away with 503
         super().__init__(address, handler)
-        self._thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(STOP_POLL_S,), name=name, daemon=True)
 
     def start(self) -> None:
         """Serves in a thread of its own until `stop`."""
@@ -105,6 +110,16 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def finish_request(self, request: socket.socket, client_address: tuple) -> None:
         request.settimeout(self.request_timeout)  # before the handler reads a byte
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        """A client that went away mid-request (a reset, a broken pipe, a timeout: a phone that locked its screen) is
+        normal on a network, a debug line; socketserver printed a traceback on stderr for it. Anything else is a bug:
+        logged with its traceback, and the server goes on."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("%s: %s went away (%s)", self._thread.name, client_address[0], error)
+        else:
+            log.error("%s: the request from %s failed", self._thread.name, client_address[0], exc_info=True)
 
     @contextmanager
     def stream(self, handler: BaseHTTPRequestHandler, first: Callable[[], None] | None = None) -> Iterator[bool]:

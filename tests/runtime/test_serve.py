@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import subprocess
 import tempfile
 import threading
@@ -226,3 +227,23 @@ def test_hundreds_of_idle_sockets_cannot_exhaust_the_server(guarded_server):
                 time.sleep(0.2)
         assert status == 200
         assert guarded_server.refused > 0  # closed on accept (the rest wait in the kernel's bounded listen queue)
+
+
+def test_a_viewer_that_resets_mid_request_is_no_traceback(live_server, capfd, caplog):
+    """Phones drop connections all the time: that is one debug line, not socketserver's traceback on stderr."""
+    import socket
+    import struct
+
+    for _ in range(3):
+        client = socket.create_connection(live_server.address, timeout=5)
+        client.sendall(b"GET /status.json HTTP/1.1\r\nHost: x")  # no end of headers: the server reads on
+        time.sleep(0.1)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        client.close()
+    time.sleep(0.3)
+    connection, response = _get(live_server, "/status.json")  # and it serves on
+    assert response.status == 200
+    connection.close()
+    err = capfd.readouterr().err
+    assert "Exception occurred" not in err and "Traceback" not in err, err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
