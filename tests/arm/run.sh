@@ -108,7 +108,7 @@ in_root() {
 
 # Installs this checkout into the root's venv and runs the runtime tests, doctor and the agreement test.
 run_target() {
-  local target=$1 root venv backend board
+  local target=$1 root venv backend board package
   root=$(ensure_root "$target")
   venv=/opt/edgeclf-venv-$(sha256sum "$repo/pyproject.toml" | cut -c1-12)  # new dependencies, new venv
   backend=ai_edge_litert board=pi4-arm64
@@ -120,9 +120,19 @@ run_target() {
   mkdir -p "$root/root/edgeclf"
   (cd "$repo" && git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$root/root/edgeclf"
   cp -r "$reference" "$root/root/reference"
+  # What pip builds the package from: while it is unchanged, the installed package is this checkout's and pip
+  # (minutes under emulation) is not run again.
+  package=$(cd "$repo" && git ls-files -z -co --exclude-standard pyproject.toml README.md edgeclf runtime calibration \
+    toolchain | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
   echo "== $target as $board: $(in_root "$board" "$root" python3 -c 'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])')"
   in_root "$board" "$root" bash -euc "cd /root/edgeclf
-    $(install_commands "$venv" "$target")
+    if [ -e $venv/.package-$package ]; then
+      echo 'installed: $venv already holds this checkout (package sources $package)'
+    else
+      rm -f $venv/.package-*
+      $(install_commands "$venv" "$target")
+      touch $venv/.package-$package
+    fi
     $venv/bin/edgeclf doctor
     $venv/bin/edgeclf doctor --json > /dev/null
     # the tests run against the installed package: from a folder without the checkout's edgeclf/
