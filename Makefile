@@ -81,20 +81,33 @@ demo: install
 	$(BIN)/edgeclf compare runs/latest/model_float32.tflite runs/latest/model_int8.tflite --data digits
 	$(BIN)/edgeclf bench runs/latest/model_int8.tflite --threads 1,2
 
-# Two lanes, one per core: the whole suite in .venv in the foreground, and beside it (log shown after) the runtime
-# tests without TensorFlow, under tflite-runtime and in the emulated ARM roots. Each lane is mostly one busy
-# process; run one after the other they left a core idle and took twice as long. Ctrl-C stops both lanes.
+# The toolchain test files that share the session's small builds (tests/toolchain/conftest.py: tiny_run, choice_run):
+# they run in one process, so each build is made once. A new file that uses them belongs here (elsewhere it is
+# still right, it only builds them a second time).
+SHARED_BUILDS = tests/toolchain/test_build.py tests/toolchain/test_interop.py tests/toolchain/test_model_choice.py \
+  tests/toolchain/test_report_html.py tests/toolchain/test_variants.py tests/toolchain/test_xnnpack_partitions.py
+
+# Three lanes at once. In the foreground, .venv's runtime tests and the toolchain tests that share the small builds;
+# beside it, .venv's other toolchain tests (log shown after), and the runtime without TensorFlow, under tflite-runtime
+# and in the emulated ARM roots (log shown after). Each lane is mostly one busy process that often waits (a
+# subprocess, a socket, a training step's Python), and in two lanes the machine sat 30% idle (make test: 140% CPU,
+# 17.5 min warm). Ctrl-C stops every lane.
 test: install install-runtime install-mediapipe install-chromium install-mosquitto install-systemd install-tflite-runtime
 	@mkdir -p $(ARM_CACHE) build && (bash tests/arm/run.sh --prepare > $(ARM_CACHE)/prepare.log 2>&1 &)
 	@mkdir -p $(SYSTEMD_CACHE) && (bash tests/systemd/root.sh --prepare > $(SYSTEMD_CACHE)/prepare.log 2>&1 &)
-	@echo "make test: the suite in $(VENV) here; the runtime in $(RUNTIME_VENV), $(TFLITE_VENV) and the ARM roots beside it (build/test-beside.log)"
+	@echo "make test: in $(VENV), the runtime and the toolchain's shared builds here and its other tests beside" \
+	  "(build/test-toolchain.log); the runtime in $(RUNTIME_VENV), $(TFLITE_VENV) and the ARM roots beside too (build/test-beside.log)"
 	@trap 'trap - INT TERM; kill -TERM 0' INT TERM; \
 	  $(MAKE) --no-print-directory test-beside > build/test-beside.log 2>&1 & beside=$$!; \
-	  $(BIN)/python -m pytest -q; here=$$?; \
+	  $(BIN)/python -m pytest -q tests $(addprefix --ignore=,tests/runtime $(SHARED_BUILDS)) -p no:cacheprovider \
+	    > build/test-toolchain.log 2>&1 & toolchain=$$!; \
+	  $(BIN)/python -m pytest -q tests/runtime $(SHARED_BUILDS); here=$$?; \
+	  wait $$toolchain; rest=$$?; \
+	  echo "== beside in $(VENV): the other toolchain tests, the systemd service, the docs"; cat build/test-toolchain.log; \
 	  wait $$beside; others=$$?; \
 	  echo "== beside: the runtime without TensorFlow, under tflite-runtime, in the ARM roots"; cat build/test-beside.log; \
-	  echo "make test: $(VENV) suite exit $$here, the others exit $$others"; \
-	  [ $$here = 0 ] && [ $$others = 0 ]
+	  echo "make test: $(VENV) suite exit $$here and $$rest, the others exit $$others"; \
+	  [ $$here = 0 ] && [ $$rest = 0 ] && [ $$others = 0 ]
 
 # What `make test` runs beside the main suite, one after the other; each runs even when one before it failed.
 test-beside:
