@@ -298,12 +298,17 @@ class Sinks:
 
 
 class CallbackSink(Sink):
-    """Calls `function(result)` for each result (or each change): edgeclf used as a library."""
+    """Calls `function(result)` for each result (or each change): edgeclf used as a library.
+
+    `keeps_every_file_frame`: for a file source, the loop waits for the callback instead of dropping a frame while
+    it is behind (a script that analyses a clip wants every frame); a live source always drops.
+    """
 
     def __init__(self, function: Callable[[FrameResult], None], name: str = "callback",
-                 changes_only: bool = False, wants_frames: bool = False) -> None:
+                 changes_only: bool = False, wants_frames: bool = False, keeps_every_file_frame: bool = False) -> None:
         self.function, self.name = function, name
         self.changes_only, self.wants_frames = changes_only, wants_frames
+        self.keeps_every_file_frame = keeps_every_file_frame
 
     def handle(self, result: FrameResult) -> None:
         self.function(result)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -59,7 +60,9 @@ def test_stream_marks_change_frames_and_changes_only_sinks_see_only_them(tiny_fl
     assert dark != bright, "the fixture model must tell a black frame from a white one"
     folder = _folder(tmp_path, [0] * 5 + [255] * 5 + [0, 255] * 3)
     frames, changes = [], []
-    sinks = Sinks([CallbackSink(lambda r: frames.append(r.record), name="all"),
+    # Every frame's record: the loop waits for this sink on a file (a per-frame sink that falls 8 frames behind, as on
+    # a busy machine, otherwise drops the oldest, and a change frame's record with it).
+    sinks = Sinks([CallbackSink(lambda r: frames.append(r.record), name="all", keeps_every_file_frame=True),
                    CallbackSink(lambda r: changes.append(r.change), name="changes", changes_only=True)])
     summary = run_stream(model, open_source(str(folder)), StreamOptions(confirm=3), sinks)
     assert [(c.previous, c.state, c.frame) for c in changes] == [(None, dark, 2), (dark, bright, 7)]
@@ -150,3 +153,12 @@ def test_camera_events_only_prints_only_changes(tiny_float32, tmp_path):
     events, summary = rows[:-1], rows[-1]["summary"]
     assert [e["state"]["frame"] for e in events] == [1, 6] and events[1]["state"]["previous"] == events[0]["state"]["state"]
     assert summary["changes"] == 2 and summary["classified"] == 10
+
+
+def test_a_callback_that_keeps_every_file_frame_is_waited_for(tiny_float32, tmp_path):
+    """A script analysing a clip asks for every frame: the loop waits for its slow callback instead of dropping."""
+    folder = _folder(tmp_path, [0, 255] * 10)
+    seen = []
+    slow = CallbackSink(lambda r: (time.sleep(0.05), seen.append(r.record["frame"])), keeps_every_file_frame=True)
+    summary = run_stream(Model(tiny_float32), open_source(str(folder)), StreamOptions(), Sinks([slow]))
+    assert seen == list(range(20)) and summary.sinks["callback"]["dropped"] == 0
