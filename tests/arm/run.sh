@@ -66,6 +66,11 @@ check_host() {
 
 source "$here/../debian-root.sh"  # mirror, build_root
 
+# A short hash of this checkout's files under the given paths (tracked and new, not ignored): names and contents.
+sources_hash() {
+  (cd "$repo" && git ls-files -z -co --exclude-standard "$@" | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+}
+
 # Prints the root folder of a target, building it first when its recipe has none yet. One builder per
 # target at a time (flock): a root that `--prepare` is building in the background is waited for.
 ensure_root() {
@@ -108,7 +113,7 @@ in_root() {
 
 # Installs this checkout into the root's venv and runs the runtime tests, doctor and the agreement test.
 run_target() {
-  local target=$1 root venv backend board package
+  local target=$1 root venv backend board
   root=$(ensure_root "$target")
   venv=/opt/edgeclf-venv-$(sha256sum "$repo/pyproject.toml" | cut -c1-12)  # new dependencies, new venv
   backend=ai_edge_litert board=pi4-arm64
@@ -120,10 +125,6 @@ run_target() {
   mkdir -p "$root/root/edgeclf"
   (cd "$repo" && git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$root/root/edgeclf"
   cp -r "$reference" "$root/root/reference"
-  # What pip builds the package from: while it is unchanged, the installed package is this checkout's and pip
-  # (minutes under emulation) is not run again.
-  package=$(cd "$repo" && git ls-files -z -co --exclude-standard pyproject.toml README.md edgeclf runtime calibration \
-    toolchain | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
   echo "== $target as $board: $(in_root "$board" "$root" python3 -c 'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])')"
   in_root "$board" "$root" bash -euc "cd /root/edgeclf
     if [ -e $venv/.package-$package ]; then
@@ -159,8 +160,11 @@ if [ "${1:-}" = --prepare ]; then  # make test builds missing roots while the x8
 fi
 for f in present possible online; do echo 0-3 > "$cache/sys-cpu/$f"; done
 # The x86 scores, rewritten when the code or models they come from change.
-reference=$cache/reference-$(cd "$repo" && git ls-files -z -co --exclude-standard runtime toolchain tests/arm \
-  tests/fixtures/digits_tiny tests/fixtures/cross_arch benchmarks/_photos.py | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+reference=$cache/reference-$(sources_hash runtime toolchain tests/arm tests/fixtures/digits_tiny tests/fixtures/cross_arch \
+  benchmarks/_photos.py)
+# What pip builds the package from: while it is unchanged, a root's installed package is this checkout's and pip
+# (minutes under emulation) is not run again.
+package=$(sources_hash pyproject.toml README.md edgeclf runtime calibration toolchain)
 if [ ! -e "$reference/reference-ai_edge_litert.json" ]; then
   echo "test-arm: x86 reference scores (float32 and int8 models on 120 real photos)"
   rm -rf "$cache"/reference-*
