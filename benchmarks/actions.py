@@ -280,8 +280,9 @@ class Mqtt:
         return f"mqtt://127.0.0.1:{self.port}/bench"
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        from edgeclf.runtime.mqtt import stop_network
+
+        stop_network(self.client)
         self.process.terminate()
         self.process.wait(10)
 

@@ -258,6 +258,21 @@ def snapshot_jpeg(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+def stop_network(client: Any) -> None:
+    """Disconnects a paho client started with `loop_start()` and waits for its network thread to end.
+
+    Not paho's own `disconnect(); loop_stop()` alone: the network thread sets `client._thread` to None as it
+    ends, which disconnect() makes it do, and loop_stop reads that attribute twice (`is None`, then `.join()`).
+    A thread that ends between the two reads makes loop_stop raise AttributeError (paho-mqtt issue #872, open
+    in 2.2; it failed a test of ours under load). The thread then has nothing left to do, so that is a stop.
+    """
+    client.disconnect()
+    try:
+        client.loop_stop()
+    except AttributeError:  # paho-mqtt #872: the thread ended between loop_stop's check and its join
+        pass
+
+
 @dataclass
 class _Change:
     event: bytes
@@ -331,8 +346,7 @@ class MqttBridge:
         if self.connected.is_set():
             info = self._client.publish(self.config.topic("availability"), "offline", qos=QOS, retain=True)
             self._wait(info, max(deadline, time.monotonic() + 1.0))
-        self._client.disconnect()
-        self._client.loop_stop()
+        stop_network(self._client)
         if self._queue:
             log.warning("mqtt: %d state change(s) were never published: %s was away when the camera stopped "
                         "(unsent in the summary)", len(self._queue), self.config.address)

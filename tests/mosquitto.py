@@ -25,6 +25,8 @@ try:
 except ImportError:  # the skip below says what to install
     mqtt = None
 
+from edgeclf.runtime.mqtt import stop_network
+
 OPENSSL = shutil.which("openssl")
 MISSING = ("the Mosquitto broker is not installed: `make install-mosquitto` (Debian package mosquitto)"
            if MOSQUITTO is None else "paho-mqtt is not installed: pip install paho-mqtt" if mqtt is None else None)
@@ -178,5 +180,4 @@ class Subscriber:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_network(self.client)

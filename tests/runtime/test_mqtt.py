@@ -530,3 +530,36 @@ def test_a_change_published_as_the_connection_drops_is_waited_for_not_raised():
     assert mqtt.MqttBridge._wait(info, time.monotonic() + 0.05) is False  # not yet: no PUBACK
     info._set_as_published()  # what paho does when the PUBACK comes after the reconnect
     assert mqtt.MqttBridge._wait(info, time.monotonic() + 0.05) is True
+
+
+@needs_mosquitto
+def test_stopping_a_client_whose_network_thread_ends_first_is_no_error(tmp_path, monkeypatch):
+    """paho-mqtt #872: disconnect() ends the network thread, which clears `client._thread` as it goes, and
+    loop_stop() reads that attribute twice. Here the thread always ends between the two reads (as it once did in
+    CI under load, failing a test at `fresh.close()`): stop_network, which the camera's close uses, stops cleanly."""
+    paho = pytest.importorskip("paho.mqtt.client")
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="ending")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        network, stopping = client._thread, threading.current_thread()
+
+        class LateThreading:
+            """paho's `threading`, whose current_thread() (called by loop_stop between its two reads) returns
+            to the stopping thread only after the network thread has ended."""
+
+            def __getattr__(self, name: str):
+                return getattr(threading, name)
+
+            @staticmethod
+            def current_thread() -> threading.Thread:
+                if threading.current_thread() is stopping:
+                    network.join(10)
+                return threading.current_thread()
+
+        monkeypatch.setattr(paho, "threading", LateThreading())
+        mqtt.stop_network(client)
+        assert not network.is_alive()
+    finally:
+        broker.stop()
