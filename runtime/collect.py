@@ -2,8 +2,9 @@
 
 Frames go to `photos/<label>/<time>.jpg`, each written beside its target under a hidden temporary name
 and renamed over it (`runtime/files.py`), so a killed process never leaves a half file that
-`edgeclf data` or `edgeclf build` would read. A tap (or a number key) writes one frame; holding writes
-one more every 1/rate seconds while the button is held. The same page assigns the frames that
+`edgeclf data` or `edgeclf build` would read. A tap (or a number key) writes one frame; a press held past
+the page's tap time (HOLD_AFTER_MS in collect.html, 0.4 s) writes one more then and every 1/rate seconds
+until it is released. The same page assigns the frames that
 `edgeclf camera --review DIR` kept (`runtime/review.py`).
 """
 from __future__ import annotations
@@ -286,7 +287,9 @@ class _Hold:
         self.label, self.files = label, files
         self.started = self.renewed = time.monotonic()
         self.stopped_at: float | None = None
+        self.repeat_at: float | None = None  # when the page said the press is held, not a tap
         self.stop = threading.Event()
+        self.wake = threading.Event()  # the page's repeat came, or the release
         self.thread: threading.Thread | None = None
         self.frames = 0
         self.skipped = 0  # ticks with no new frame from the source (a slow camera): nothing written twice
@@ -429,7 +432,8 @@ class Camera:
         return frame
 
     def start_hold(self, label: str) -> dict:
-        """Writes the newest frame now, then one every 1/rate s until stop_hold (or the lease runs out)."""
+        """Writes the newest frame now: a tap's frame. More come only after `repeat_hold`, until `stop_hold` (or
+        the lease runs out)."""
         self.folder.label(label)
         self.stop_hold()
         frame = self._frame_now()
@@ -442,6 +446,20 @@ class Camera:
                                        daemon=True)
         hold.thread.start()
         return {"label": label, "holding": True}
+
+    def repeat_hold(self) -> dict:
+        """The page says the press is still held past its tap time: from now on, one frame every 1/rate s.
+
+        The page decides, not this server's clock: a tap whose release reaches the server late (a phone on a
+        slow network, a busy machine) is still one frame, as the button promised.
+        """
+        with self._hold_lock:
+            hold = self._hold
+            if hold is None:  # released, or the lease ran out, before the page's repeat came
+                return {"holding": False}
+            hold.renewed = hold.repeat_at = time.monotonic()
+        hold.wake.set()
+        return {"label": hold.label, "holding": True}
 
     def renew(self) -> bool:
         with self._hold_lock:
@@ -457,25 +475,30 @@ class Camera:
             return {"label": None, "frames": 0}
         hold.stopped_at = time.monotonic()
         hold.stop.set()
+        hold.wake.set()
         if hold.thread is not None and hold.thread is not threading.current_thread():
             # A tick due before the release may still be waiting for its frame (one period at most): the figures
             # answered are then final, not one frame short of what lands on disk.
             hold.thread.join(timeout=2.0 / self.options.rate + 1.0)
+        repeated = None if hold.repeat_at is None else hold.stopped_at - hold.repeat_at
         return {"label": hold.label, "frames": hold.frames, "skipped": hold.skipped,
-                "seconds": hold.stopped_at - hold.started}
+                "seconds": hold.stopped_at - hold.started, "repeated_seconds": repeated}
 
     def _record(self, hold: _Hold, last_serial: int) -> None:
-        """Ticks at started + k/rate (k = 1, 2, ...): a tick due before the release writes the newest frame."""
-        period, tick = 1.0 / self.options.rate, 1
+        """Waits for the page's repeat (a tap never sends one), then ticks at repeat_at + k/rate (k = 0, 1, ...):
+        a tick due before the release writes the newest frame."""
+        while not hold.wake.wait(0.1):
+            if self._lease_ran_out(hold):
+                return
+        if hold.repeat_at is None:  # released before the page's repeat: a tap
+            return
+        period, tick = 1.0 / self.options.rate, 0
         while True:
-            due = hold.started + tick * period
+            due = hold.repeat_at + tick * period
             hold.stop.wait(max(0.0, due - time.monotonic()))
             if hold.stop.is_set() and (hold.stopped_at is None or due >= hold.stopped_at):
                 return
-            if time.monotonic() - hold.renewed > HOLD_LEASE_S:  # the page went away mid-hold
-                with self._hold_lock:
-                    if self._hold is hold:
-                        self._hold = None
+            if self._lease_ran_out(hold):
                 return
             frame = self.latest(last_serial, timeout=period)
             if frame is None:
@@ -485,6 +508,15 @@ class Camera:
                 self._enqueue(hold.label, frame[1], hold.files)
                 hold.frames += 1
             tick += 1
+
+    def _lease_ran_out(self, hold: _Hold) -> bool:
+        """True, and the hold ended, when its page stopped renewing it (a closed tab, a lost network)."""
+        if time.monotonic() - hold.renewed <= HOLD_LEASE_S:
+            return False
+        with self._hold_lock:
+            if self._hold is hold:
+                self._hold = None
+        return True
 
     def settle(self) -> None:
         """Ends any hold and waits until its last frame is on disk."""
@@ -635,6 +667,8 @@ class CollectServer:
             return None
         if path == "/api/hold/start":
             return camera.start_hold(label)
+        if path == "/api/hold/repeat":
+            return camera.repeat_hold()
         if path == "/api/hold/renew":
             return {"holding": camera.renew()}
         if path == "/api/hold/stop":

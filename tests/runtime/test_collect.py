@@ -136,12 +136,14 @@ def collecting(clip, tmp_path):
     camera.close()
 
 
-def test_hold_writes_one_frame_now_and_one_per_period(collecting):
+def test_hold_writes_one_frame_now_and_one_per_period_once_the_page_says_it_is_held(collecting):
     server, folder, camera = collecting
     status, tap = _post(server.address, "/api/hold/start", {"label": "cat"})
     assert status == 200 and tap["holding"]
+    time.sleep(0.5)  # a release that reaches the server late (a slow network, a busy machine): 2.5 periods
     status, tapped = _post(server.address, "/api/hold/stop")
     _post(server.address, "/api/hold/start", {"label": "dog"})
+    _post(server.address, "/api/hold/repeat")  # what the page sends while the press is still held after 0.4 s
     deadline = time.monotonic() + 1.6
     while time.monotonic() < deadline:
         time.sleep(0.3)
@@ -149,11 +151,11 @@ def test_hold_writes_one_frame_now_and_one_per_period(collecting):
     status, held = _post(server.address, "/api/hold/stop")
     camera.settle()  # a tick due just before the release may still be on its way to the writer
     dog = jpegs(folder.root / "dog")
-    # Ticks at 0, 1/rate, 2/rate ... before the release, each with a new frame of the 25 fps clip.
-    assert len(dog) == math.floor(held["seconds"] * 5) + 1 - held["skipped"] == held["frames"]  # the answer is final
-    # A tap is a hold released at once: one frame, and one more per period only when the release came late (the
-    # two requests took more than 1/rate on a slow machine).
-    assert len(jpegs(folder.root / "cat")) == math.floor(tapped["seconds"] * 5) + 1 - tapped["skipped"] == tapped["frames"]
+    # The press's frame, then ticks at the repeat + 0, 1/rate, 2/rate ... before the release, each with a new frame
+    # of the 25 fps clip.
+    assert len(dog) == 1 + math.floor(held["repeated_seconds"] * 5) + 1 - held["skipped"] == held["frames"]  # final
+    # A tap (no repeat from the page) is one frame however late its release came.
+    assert len(jpegs(folder.root / "cat")) == 1 == tapped["frames"] and tapped["repeated_seconds"] is None
     assert all(decodes(p) and cv2.imread(str(p)).shape == (120, 160, 3) for p in jpegs(folder.root))
     frames = [cv2.imread(str(p)) for p in dog]
     assert all(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # never the same frame twice
@@ -165,6 +167,7 @@ def test_a_hold_whose_page_went_away_ends(collecting, monkeypatch):
     monkeypatch.setattr(collect, "HOLD_LEASE_S", 0.3)
     server, folder, camera = collecting
     _post(server.address, "/api/hold/start", {"label": "cat"})
+    _post(server.address, "/api/hold/repeat")
     time.sleep(1.5)  # no renewals: the lease runs out after 0.3 s
     camera.flush()
     assert camera.state()["holding"] is None and 1 <= folder.counts["cat"] <= 3

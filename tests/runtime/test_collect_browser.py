@@ -25,7 +25,8 @@ from tests.runtime.test_collect import ROOT, decodes, jpegs, make_clip
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed: "
                                 "`make install-chromium` (Debian package chromium)")
-RATE = 4  # frames a second while held: a 2 s hold is 8 frames (9 with the first), one either way is 0.25 s
+RATE = 4  # frames a second while held: a 2 s hold is the press's frame and one every 0.25 s from 0.4 s on (8 in all);
+# one either way is 0.25 s
 SCREENSHOT = ROOT / "docs" / "img" / "collect.png"  # rewritten when EDGECLF_UPDATE_SCREENSHOTS=1
 
 
