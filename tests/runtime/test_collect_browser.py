@@ -153,7 +153,8 @@ def test_tap_hold_keys_undo_and_new_class(browser, tmp_path):
 
 
 def test_touch_on_a_phone(browser, tmp_path):
-    """A finger, not a mouse: a tap is one frame, a touch held for a second records (pointer events)."""
+    """A finger, not a mouse: a tap is one frame, also on a slow network; a touch held for a second records (pointer
+    events)."""
     clip = make_clip(tmp_path / "clip.mp4", frames=75, size=(320, 240))
     photos = tmp_path / "photos"
     collect = Collect("--source", str(clip), "--out", str(photos), "--labels", "cat,dog", "--rate", str(RATE))
@@ -162,11 +163,19 @@ def test_touch_on_a_phone(browser, tmp_path):
         page = context.new_page()
         page.goto(collect.url)
         page.wait_for_selector('.cls[data-label="dog"]')
+        touch = context.new_cdp_session(page)
+        # A phone on a poor network: each request 0.4 s on its way, so the release reaches the server 0.8 s after
+        # the press (3 periods): still one frame, because only the page knows the finger left at once.
+        touch.send("Network.enable")
+        slow = {"offline": False, "downloadThroughput": -1, "uploadThroughput": -1}
+        touch.send("Network.emulateNetworkConditions", {**slow, "latency": 400})
         page.tap('.cls[data-label="cat"]')
         _wait_count(page, "cat", 1)
+        page.wait_for_timeout(1500)  # a second frame would have come by now
+        assert _count(page, "cat") == 1
+        touch.send("Network.emulateNetworkConditions", {**slow, "latency": 0})
         box = page.locator('.cls[data-label="dog"]').bounding_box()
         point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
-        touch = context.new_cdp_session(page)
         touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
         page.wait_for_timeout(1000)
         touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
