@@ -29,6 +29,11 @@ converted to .tflite by the toolchain: nothing is trained). Then, through `edgec
      POST (and a fsynced queue file when changes queue behind it), a fsynced JPEG and three MQTT publishes, a rate no camera produces
      (the debouncer holds a state for --confirm frames; a real scene holds it for seconds).
 
+4. where a change's CPU goes (`cpu_ms_per_change_by_output`): the same sinks, with no camera loop, handed one
+   change every 15 ms; each output's own threads' CPU per change (webhook, snapshots, GPIO, MQTT), the loop thread's
+   share (handing a change over) and the receivers'. Beside it, `cores_busy_none` in the cost runs: how many of the
+   machine's cores the loop fills with no action on, so how much of the actions' CPU it can absorb.
+
 Prints one JSON object on its last line. Targets: missed 0, duplicates 0, max_lag_s <= 1.0, fps_ratio (camera
 rate) >= 0.95.
 """
@@ -400,6 +405,21 @@ def score(expected: list, received: list[tuple[float, dict]], key: str) -> dict:
             "median_lag_s": round(statistics.median(lags), 3) if lags else None}
 
 
+def action_sinks(labels: list[str], receivers: "Receivers", queue: Path, snapshots: Path, device: str) -> list:
+    """Every action on, built as `edgeclf camera` builds them from its options: the webhook (to the receivers'),
+    snapshots, GPIO on gpiozero's mock pins where gpiozero is installed, and MQTT where the receivers have a broker."""
+    from edgeclf.runtime.actions import from_options
+
+    gpio = (f"{CLASSES[0]}=17", f"{CLASSES[1]}=27") if gpio_available() else ()
+    sinks = from_options(labels, "bench", webhook=receivers.webhook, webhook_queue=str(queue), snapshots=str(snapshots),
+                         snapshots_max_mb=5, gpio=gpio)
+    if receivers.mqtt:
+        from edgeclf.runtime import mqtt
+
+        sinks += mqtt.build_sinks(mqtt.from_options(receivers.mqtt, device=device), labels, "bench")
+    return sinks
+
+
 def ratio_interval(all_runs: list[float], none_runs: list[float], draws: int = 2000, seed: int = 0) -> list[float]:
     """A 90% bootstrap interval of median(all) / median(none): the pairs (adjacent runs, so they share the load of
     their moment) drawn again with replacement `draws` times. Seeded: the same runs give the same interval."""
@@ -414,7 +434,6 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
     """Classification FPS and CPU ms per frame (all threads: the sinks' work included) with every action on
     vs none: `pairs` pairs of runs of `frames` frames over the looped clip, as fast as it decodes, the order
     inside a pair alternating. The sinks are the ones `edgeclf camera` builds from the same options."""
-    from edgeclf.runtime.actions import from_options
     from edgeclf.runtime.model import Model
     from edgeclf.runtime.sinks import Sink, Sinks
 
@@ -442,7 +461,6 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
     model = Model(model_path)
     options = StreamOptions(confirm=CONFIRM, max_frames=frames)
     receivers = Receivers(folder / f"receivers-{run}", with_mqtt)
-    gpio = (f"{CLASSES[0]}=17", f"{CLASSES[1]}=27") if gpio_available() else ()
     fps: dict[str, list[float]] = {"none": [], "all": []}
     steady: dict[str, list[float]] = {"none": [], "all": []}
     cpu: dict[str, list[float]] = {"none": [], "all": []}
@@ -452,13 +470,7 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
         for config in ("none", "all") if i % 2 == 0 else ("all", "none"):
             sinks = []
             if config == "all":
-                sinks = from_options(model.labels, "bench", webhook=receivers.webhook,
-                                     webhook_queue=str(folder / f"queue-{run}-{i}"), snapshots=str(folder / f"snapshots-{run}"),
-                                     snapshots_max_mb=5, gpio=gpio)
-                if receivers.mqtt:
-                    from edgeclf.runtime import mqtt
-
-                    sinks += mqtt.build_sinks(mqtt.from_options(receivers.mqtt, device=run), model.labels, "bench")
+                sinks = action_sinks(model.labels, receivers, folder / f"queue-{run}-{i}", folder / f"snapshots-{run}", run)
             source = play_file(open_source(str(clip)), realtime=False, loop=True)
             receivers_before = receivers.cpu_seconds()
             started = time.process_time()
@@ -488,6 +500,10 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
             "cpu_ms_per_frame_none": round(statistics.median(cpu["none"]), 3),
             # What FPS would be where the CPU is the bound: the sinks' threads' work included.
             "cpu_fps_ratio": round(statistics.median(cpu["none"]) / statistics.median(cpu["all"]), 3),
+            # Cores the loop keeps busy with no action (its capture, invoke and main threads): on a machine whose
+            # cores it fills, whatever the actions and the receivers spend comes out of classification.
+            "cores_busy_none": round(statistics.median(cpu["none"]) * statistics.median(fps["none"]) / 1000, 2),
+            "cores": os.cpu_count(),
             # The actions' CPU per state change, to scale to another change rate and model: (all - none) per change.
             "cpu_ms_per_change": round((statistics.median(cpu["all"]) - statistics.median(cpu["none"]))
                                        * pairs * frames / max(1, changes), 2),
@@ -496,6 +512,71 @@ def cost(model_path: Path, clip: Path, folder: Path, pairs: int, frames: int, wi
             "receivers_cpu_ms_per_change": round(statistics.median(receivers_ms), 2) if receivers_ms else None,
             "cost_runs": f"{pairs} pairs x {frames} frames",
             "cost_changes_per_1000_frames": round(1000 * changes / (pairs * frames), 1)}
+
+
+# Which output each of the camera's threads works for, by thread name (sinks.py names a sink's thread
+# edgeclf-sink-<name>; the webhook's delivery, MQTT's sender and paho's network thread have their own names).
+OUTPUT_THREADS = (("webhook", ("edgeclf-sink-webhook", "edgeclf-webhook-delivery")),
+                  ("snapshots", ("edgeclf-sink-snapshots",)), ("gpio", ("edgeclf-sink-gpio",)),
+                  ("mqtt", ("edgeclf-sink-mqtt", "edgeclf-mqtt-changes", "paho-mqtt-client-")))
+
+
+def output_costs(model_path: Path, clip: Path, folder: Path, with_mqtt: bool, changes: int, gap_s: float = 0.015) -> dict:
+    """Where a change's CPU goes: the CPU each output's own threads spend per state change (ms), from each thread's
+    CPU clock, with no camera loop. The sinks the cost runs use get `changes` changes one at a time, `gap_s` apart
+    (each handled alone, as a camera's changes come), with a frame of the clip; the loop's thread is charged for
+    handing them over (`publish`), the receivers' process for taking them (ticks of 10 ms: coarser)."""
+    from edgeclf.runtime.model import Model
+    from edgeclf.runtime.sinks import FrameResult, Sinks
+    from edgeclf.runtime.sources import open_source
+    from edgeclf.runtime.state import State, StateChange
+
+    labels = Model(model_path).labels
+    source = open_source(str(clip))
+    image = source.read()  # RGB, as the loop hands it to the sinks
+    source.close()
+    receivers = Receivers(folder / "receivers-outputs", with_mqtt)
+    outputs = Sinks(action_sinks(labels, receivers, folder / "queue-outputs", folder / "snapshots-outputs", "outputs"))
+    time.sleep(1.0)  # the sinks' threads started, the broker connected: their start is not a change's cost
+
+    def clocks() -> dict[str, float]:
+        seconds = {}
+        for thread in threading.enumerate():
+            try:
+                seconds[thread.name] = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except (OSError, AttributeError, TypeError):  # ended meanwhile, or no per-thread clock on this platform
+                pass
+        return seconds
+
+    before, receivers_before, loop_s = clocks(), receivers.cpu_seconds(), 0.0
+    previous = None
+    for i in range(changes):
+        label = CLASSES[i % len(CLASSES)]
+        now = time.time()
+        change = StateChange(previous, label, 0.9, now, i * 120)
+        record = {"frame": i * 120, "time": round(now, 3), "top_k": [{"label": label, "score": 0.9}],
+                  "ms": {"capture": 0.1, "preprocess": 0.1, "invoke": 0.3, "post": 0.05}, "fps": 30.0,
+                  "state": change.as_dict()}
+        started = time.thread_time()
+        outputs.publish(FrameResult(record, image, State(label, 0.9, now), change))
+        loop_s += time.thread_time() - started
+        previous = label
+        time.sleep(gap_s)
+    time.sleep(0.5)  # the last change handled
+    after, receivers_after = clocks(), receivers.cpu_seconds()
+    outputs.close()
+    failed = {name: figures for name, figures in outputs.summary().items() if figures.get("errors")}
+    receivers.stop()
+    if failed:
+        raise RuntimeError(f"a sink failed in the per-output runs: {failed}")
+    per_change = {"publish_on_the_loop_thread": round(loop_s * 1000 / changes, 3)}
+    for output, prefixes in OUTPUT_THREADS:
+        names = [name for name in after if name.startswith(prefixes)]
+        if names:
+            per_change[output] = round(sum(after[n] - before.get(n, 0.0) for n in names) * 1000 / changes, 3)
+    per_change["all_outputs"] = round(sum(per_change.values()), 3)
+    per_change["receivers"] = round((receivers_after - receivers_before) * 1000 / changes, 2)
+    return per_change
 
 
 def main() -> None:
@@ -581,6 +662,7 @@ def main() -> None:
         camera_rate = cost(model, camera_clip, folder, fps_pairs, camera_frames, mqtt_missing is None, "camera")
         stress = cost(model, clips["on_time"][0], folder, fps_pairs, fps_frames, mqtt_missing is None, "stress")
         bad_signatures += camera_rate.pop("bad_signatures") + stress.pop("bad_signatures")
+        per_output = output_costs(model, camera_clip, folder, mqtt_missing is None, 300 if args.quick else 600)
     sinks = [webhook] + ([mqtt] if mqtt else [])
     result = {
         "benchmark": "actions", "quick": args.quick, "clip_fps": FPS, "hold_s": hold_s,
@@ -603,6 +685,8 @@ def main() -> None:
         f"{camera_rate['cost_changes_per_1000_frames']} changes per 1000 frames", "fps_ratio_stress": stress["fps_ratio"],
         "fps_ratio_interval_90": camera_rate["fps_ratio_interval_90"], "fps_ratio_steady": camera_rate["fps_ratio_steady"],
         "cost_camera_rate": camera_rate, "cost_stress": stress,
+        # Where a change's CPU goes, output by output (each one's own threads), with no camera loop beside it.
+        "cpu_ms_per_change_by_output": per_output,
         "webhook": webhook, "mqtt": mqtt if mqtt else f"not measured: {mqtt_missing}",
         "snapshots_written": len(snapshots), "snapshots_valid_jpeg": snapshots_valid,
         "gpio": on_time["sinks"].get("gpio", "gpiozero not installed"),
